@@ -1,0 +1,35 @@
+# make run   - execute the numbered notebooks headlessly (papermill) with PARAMS
+# make test  - run the test suite
+# make bench - run the speed and memory benchmarks
+# The virtual environment .venv is (re)built when pyproject.toml or constraints.txt change.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PARAMS ?= notebooks/params/demo.yaml
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: run test bench lab clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip<26"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m lafam_utils.notebook_runner --params $(PARAMS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,102 @@
+"""The base every explainer shares: a batch in, one map per image out, normalised and upsampled."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..hooks import LayerSpec, find_layer, layer_output
+
+Upsample = Literal["nearest", "bilinear"] | None
+UPSAMPLE_MODES = ("nearest", "bilinear", None)
+
+
+def check_images(x: Any) -> None:
+    """Raise a clear error unless ``x`` is a float (B, 3, H, W) tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected images as a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a floating-point image tensor, got dtype {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError("expected at least one image, got an empty batch")
+
+
+def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
+    """Raise a clear error unless a layer's output is a (B, C, h, w) feature map."""
+    if acts.ndim != 4:
+        raise ValueError(
+            f"layer {layer!r} gives output of shape {tuple(acts.shape)}; expected a (B, C, h, w) "
+            "feature map from a convolutional layer"
+        )
+
+
+def minmax_normalize(maps: Tensor) -> Tensor:
+    """Rescale each map of a (B, h, w) batch to [0, 1]; a constant map becomes all zeros."""
+    flat = maps.flatten(1)
+    low = flat.min(dim=1).values
+    span = flat.max(dim=1).values - low
+    scale = torch.where(span > 0, 1.0 / span.clamp_min(torch.finfo(span.dtype).tiny), 0.0)
+    return ((flat - low[:, None]) * scale[:, None]).view_as(maps)
+
+
+def upsample_maps(maps: Tensor, size: tuple[int, int], mode: Upsample) -> Tensor:
+    """Resize (B, h, w) maps to ``size`` with nearest or bilinear interpolation; None keeps them."""
+    if mode is None or tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
+
+
+class Explainer(ABC):
+    """Base of all explainers: ``explainer(x)`` maps (B, 3, H, W) images to (B, H, W) maps in [0, 1].
+
+    Subclasses implement ``layer_maps`` (raw maps at the layer's resolution); the base normalises
+    each map to [0, 1] (min-max per image), upsamples it to the input size (``upsample``:
+    ``"nearest"``, ``"bilinear"`` or ``None`` for the layer resolution) and, with ``threshold``,
+    sets values below it to 0. Maps stay on the device of ``x``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = "layer4",
+        upsample: Upsample = "nearest",
+        threshold: float | None = None,
+    ) -> None:
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1] or be None, got {threshold}")
+        self.model = model
+        self.layer = layer
+        find_layer(model, layer)
+        self.upsample = upsample
+        self.threshold = threshold
+
+    @abstractmethod
+    def layer_maps(self, x: Tensor, **kwargs: Any) -> Tensor:
+        """Raw (B, h, w) maps at the layer's resolution, before normalisation."""
+
+    def __call__(self, x: Tensor, **kwargs: Any) -> Tensor:
+        check_images(x)
+        maps = minmax_normalize(self.layer_maps(x, **kwargs).float())
+        maps = upsample_maps(maps, tuple(x.shape[-2:]), self.upsample)
+        if self.threshold is not None:
+            maps = maps.masked_fill(maps < self.threshold, 0.0)
+        return maps
+
+    def activations(self, x: Tensor) -> Tensor:
+        """The layer's (B, C, h, w) output; the forward stops there and builds no autograd graph."""
+        with torch.no_grad():
+            acts = layer_output(self.model, self.layer, x)
+        check_feature_map(acts, self.layer)
+        return acts
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layer={self.layer!r}, upsample={self.upsample!r}, threshold={self.threshold})"

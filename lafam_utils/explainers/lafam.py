@@ -1,0 +1,17 @@
+"""LaFAM, the Label-free Activation Map (Karjauv & Albayrak)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .base import Explainer
+
+
+class LaFAM(Explainer):
+    """Channel mean of one layer's activations: ``M = Up(N(mean_k A^k))``.
+
+    One forward pass up to the layer, no labels, no gradients; the layers after it are skipped.
+    """
+
+    def layer_maps(self, x: Tensor) -> Tensor:
+        return self.activations(x).mean(dim=1)

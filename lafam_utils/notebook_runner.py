@@ -1,0 +1,102 @@
+"""Run the numbered notebooks headlessly with papermill, with one YAML parameter set.
+
+    python -m lafam_utils.notebook_runner --params notebooks/params/demo.yaml
+
+Each notebook ``notebooks/NN_*.ipynb`` is executed in order with the parameters injected after
+its ``parameters`` cell; the executed copies (with outputs) go to ``runs/<parameter set>/``.
+A failing notebook stops the series with its name and the failing cell's error; the notebooks
+already executed keep their outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook of the series raised; the message names it and the failing cell."""
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read a YAML parameter set (a mapping of notebook parameter names to values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter set {path} not found; expected a YAML file such as notebooks/params/demo.yaml")
+    params = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"parameter set {path} must be a YAML mapping of parameter names to values")
+    return params
+
+
+def numbered_notebooks(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = None) -> list[Path]:
+    """The series ``NN_*.ipynb`` in order; ``only`` keeps those whose name starts with one of its items."""
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(prefix) for prefix in only)]
+    return notebooks
+
+
+def run_series(
+    params_file: str | Path,
+    output_dir: str | Path | None = None,
+    only: list[str] | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    log_output: bool = False,
+) -> list[Path]:
+    """Execute the numbered notebooks with one parameter set; return the executed copies."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    params = load_params(params_file)
+    out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / Path(params_file).stem
+    out.mkdir(parents=True, exist_ok=True)
+    executed = []
+    for notebook in numbered_notebooks(notebooks_dir, only):
+        target = out / notebook.name
+        print(f"running {notebook.name} -> {target}", flush=True)
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(target),
+                parameters=params,
+                cwd=str(notebook.parent),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=log_output,
+            )
+        except PapermillExecutionError as err:
+            raise NotebookFailed(
+                f"{notebook.name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue}\n"
+                f"executed copy with the traceback: {target}"
+            ) from None
+        executed.append(target)
+    if not executed:
+        print(f"no numbered notebooks found in {notebooks_dir}", flush=True)
+    return executed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default=str(NOTEBOOKS_DIR / "params" / "demo.yaml"), help="YAML parameter set")
+    parser.add_argument("--output", default=None, help="folder for executed notebooks (default runs/<set>)")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to run, e.g. 01 05")
+    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    args = parser.parse_args(argv)
+    try:
+        run_series(args.params, args.output, args.only, log_output=args.log_output)
+    except NotebookFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

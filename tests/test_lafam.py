@@ -1,0 +1,92 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import lafam_utils as lu
+
+
+def lafam_by_hand(model: nn.Module, x: torch.Tensor, mode: str | None) -> torch.Tensor:
+    """The paper's formula written out: channel mean, min-max per image, upsample."""
+    feats = {}
+    handle = model.layer4.register_forward_hook(lambda m, i, o: feats.setdefault("a", o))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    mean = feats["a"].mean(dim=1)
+    out = []
+    for m in mean:
+        out.append((m - m.min()) / (m.max() - m.min()))
+    maps = torch.stack(out)
+    if mode is None:
+        return maps
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(maps[:, None], size=x.shape[-2:], mode=mode, **kw)[:, 0]
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", None])
+def test_equals_the_formula(resnet50, images, mode):
+    maps = lu.LaFAM(resnet50, layer="layer4", upsample=mode)(images)
+    expected = lafam_by_hand(resnet50, images, mode)
+    assert maps.shape == expected.shape
+    assert torch.allclose(maps, expected, atol=1e-6)
+    assert maps.min() >= 0 and maps.max() <= 1
+
+
+def test_output_shape_follows_input(resnet50, images):
+    assert lu.LaFAM(resnet50)(images).shape == (3, 97, 130)
+    assert lu.LaFAM(resnet50, upsample=None)(images).shape == (3, 4, 5)
+
+
+def test_batch_equals_images_one_by_one(resnet50, images):
+    explainer = lu.LaFAM(resnet50)
+    batch = explainer(images)
+    single = torch.cat([explainer(images[i : i + 1]) for i in range(len(images))])
+    assert torch.allclose(batch, single, atol=1e-5)
+
+
+def test_no_graph_and_no_parameter_grad(resnet50, images):
+    maps = lu.LaFAM(resnet50)(images.requires_grad_(True))
+    assert not maps.requires_grad
+    assert all(p.grad is None for p in resnet50.parameters())
+
+
+def test_constant_map_is_zero_not_nan():
+    model = nn.Sequential()
+    model.add_module("layer4", nn.Conv2d(3, 4, 3, stride=4, padding=1))
+    nn.init.zeros_(model.layer4.weight)
+    nn.init.constant_(model.layer4.bias, 0.5)
+    maps = lu.LaFAM(model)(torch.randn(2, 3, 17, 23))
+    assert maps.shape == (2, 17, 23)
+    assert torch.equal(maps, torch.zeros_like(maps))
+
+
+def test_threshold_zeroes_values_below_it(resnet50, images):
+    plain = lu.LaFAM(resnet50, upsample="bilinear")(images)
+    thresholded = lu.LaFAM(resnet50, upsample="bilinear", threshold=0.5)(images)
+    assert torch.equal(thresholded, torch.where(plain < 0.5, 0.0, plain))
+
+
+def test_tied_maxima_keep_unit_range():
+    model = nn.Sequential()
+    model.add_module("layer4", nn.Identity())
+    x = torch.zeros(1, 3, 4, 4)
+    x[0, :, :2, :2] = 1.0  # four tied maxima
+    maps = lu.LaFAM(model, upsample=None)(x)
+    assert maps.sum() == 4 and maps.max() == 1
+
+
+def test_bad_inputs_say_what_was_expected(resnet50):
+    explainer = lu.LaFAM(resnet50)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        explainer(torch.randn(3, 32, 32))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        explainer(torch.randn(1, 1, 32, 32))
+    with pytest.raises(TypeError, match="floating-point"):
+        explainer(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="feature map"):
+        lu.LaFAM(resnet50, layer="fc")(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="upsample"):
+        lu.LaFAM(resnet50, upsample="bicubic")
+    with pytest.raises(KeyError, match="Close matches"):
+        lu.LaFAM(resnet50, layer="layer5")
