@@ -7,15 +7,17 @@ them over every image of a dataset.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
 from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
 
-from .explainers.base import check_images
+from .explainers.base import Upsample, check_images
 
 DATASET_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "synthetic": ("shapes-supervised", ("shapes-simclr",)),
@@ -41,6 +43,85 @@ def model_method_pairs(classifier: str, encoders: Sequence[str]) -> list[tuple[s
     for encoder in encoders:
         pairs += [(encoder, "relax"), (encoder, "lafam")]
     return pairs
+
+
+SYNTHETIC_SPLITS = {"paper": "single", "multi": "multi", "hard": "hard"}
+"""subset -> SyntheticShapes split: the paper's single-object images, two-object scenes, failure cases."""
+
+
+def open_dataset(
+    dataset: str,
+    subset: str = "paper",
+    data_root: str | None = None,
+    images_root: str | None = None,
+    n_images: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """The images a notebook uses: ``subset`` "paper" | "multi" | "hard" of ``dataset``.
+
+    Synthetic: ``n_images`` images of the matching split (64 when None). VOC / ImageNet-S: the
+    loader's subset ("hard" means the paper subset; a notebook picks the failures itself), reduced
+    to ``n_images`` indices drawn with ``seed`` (kept in dataset order); None keeps all.
+    """
+    if subset not in SYNTHETIC_SPLITS:
+        raise ValueError(f"subset must be one of {sorted(SYNTHETIC_SPLITS)}, got {subset!r}")
+    if dataset == "synthetic":
+        from .synthetic import SyntheticShapes
+
+        return SyntheticShapes(64 if n_images is None else n_images, split=SYNTHETIC_SPLITS[subset], seed=seed)
+    if data_root is None:
+        raise ValueError(f"dataset {dataset!r} needs data_root (see the parameter sets in notebooks/params)")
+    from . import datasets
+
+    real_subset = "paper" if subset == "hard" else subset
+    if dataset == "voc":
+        full = datasets.VOC2012(data_root, split="val", subset=real_subset)
+    elif dataset == "imagenet-s":
+        if images_root is None:
+            raise ValueError("dataset 'imagenet-s' needs images_root, the folder of the ImageNet validation images")
+        full = datasets.ImageNetS(data_root, images_root, subset=real_subset)
+    else:
+        raise ValueError(f"dataset must be one of {sorted(DATASET_MODELS)}, got {dataset!r}")
+    if n_images is None or n_images >= len(full):
+        return full
+    chosen = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))[:n_images]
+    return Subset(full, chosen.sort().values.tolist())
+
+
+def load_models(names: Sequence[str], device: str = "cpu", random_init: bool = False) -> dict[str, nn.Module]:
+    """Each named model once, in eval mode on ``device``; ``random_init`` skips all weights (smoke runs)."""
+    from .models import load_model
+
+    options: dict[str, Any] = {"weights": None} if random_init else {}
+    return {name: load_model(name, **options).to(device).eval() for name in dict.fromkeys(names)}
+
+
+def build_explainers(
+    pairs: Sequence[tuple[str, str]],
+    models: Mapping[str, nn.Module],
+    upsample: Upsample = "nearest",
+    relax_masks: int = 2048,
+    seed: int = 0,
+) -> dict[tuple[str, str], Callable[[Tensor], Tensor]]:
+    """One explainer per (model, method) pair; RELAX gets the paper's settings but ``relax_masks`` masks."""
+    from .explainers import explainer
+
+    options = {"relax": {"n_masks": relax_masks, "seed": seed}}
+    return {
+        (model, method): explainer(method, models[model], upsample=upsample, **options.get(method, {}))
+        for model, method in pairs
+    }
+
+
+def stack_items(dataset: Dataset, indices: Sequence[int], device: str = "cpu") -> dict[str, Any]:
+    """Items ``indices`` batched: "image" (N, 3, H, W) and "mask" (N, H, W) on ``device``, the rest as lists."""
+    items = [dataset[i] for i in indices]
+    if not items:
+        raise ValueError("expected at least one index")
+    batch: dict[str, Any] = {key: [item[key] for item in items] for key in items[0]}
+    batch["image"] = torch.stack(batch["image"]).to(device)
+    batch["mask"] = torch.stack(batch["mask"]).bool().to(device)
+    return batch
 
 
 @torch.no_grad()
@@ -69,6 +150,40 @@ def object_coverage(maps: Tensor, object_masks: Tensor, threshold: float = 0.5) 
     area = objects.flatten(2).sum(dim=2)
     covered = hot.flatten(2).sum(dim=2).float() / area.clamp_min(1)
     return covered.masked_fill(area == 0, float("nan"))
+
+
+def two_object_coverage(
+    dataset: Dataset,
+    explainers: Mapping[str, Callable[[Tensor], Tensor]],
+    threshold: float = 0.5,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> dict[str, Tensor]:
+    """``object_coverage`` of every explainer over all items of ``dataset`` with exactly two object
+    masks (item key "masks"); column name -> (N, 2). Items with another number of objects are skipped."""
+    two = [i for i in range(len(dataset)) if len(dataset[i]["masks"]) == 2]
+    if not two:
+        raise ValueError("the dataset holds no item with exactly two object masks")
+    parts: dict[str, list[Tensor]] = {name: [] for name in explainers}
+    for start in range(0, len(two), batch_size):
+        batch = stack_items(dataset, two[start : start + batch_size], device)
+        objects = torch.stack(batch["masks"]).to(device)
+        for name, explain in explainers.items():
+            parts[name].append(object_coverage(explain(batch["image"]), objects, threshold))
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+def mark_correct(results: pd.DataFrame, classifier: str) -> pd.DataFrame:
+    """``results`` with a boolean column "correct": the classifier's prediction for the image is one of
+    its labels. Every row of an image (all models and methods) gets the classifier's verdict."""
+    rows = results[results["model"] == classifier]
+    if rows.empty:
+        raise ValueError(f"results hold no rows of the classifier {classifier!r}")
+    verdict = {
+        index: prediction in labels.split("|")
+        for index, prediction, labels in zip(rows["index"], rows["prediction"], rows["labels"])
+    }
+    return results.assign(correct=results["index"].map(verdict).astype(bool))
 
 
 def coverage_table(coverage: Mapping[str, Tensor], both_at_least: float = 0.5) -> pd.DataFrame:
@@ -127,6 +242,12 @@ def correctness_split(
 
 __all__ = [
     "DATASET_MODELS",
+    "build_explainers",
+    "load_models",
+    "mark_correct",
+    "open_dataset",
+    "stack_items",
+    "two_object_coverage",
     "correctness_split",
     "coverage_table",
     "dataset_models",

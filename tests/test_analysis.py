@@ -106,3 +106,79 @@ def test_correctness_split_with_no_wrong_predictions_has_nan_p():
 def test_correctness_split_names_missing_columns():
     with pytest.raises(KeyError, match="correct"):
         analysis.correctness_split(pd.DataFrame({"model": [], "method": [], "AUC": []}), ["AUC"])
+
+
+class TinyNet(nn.Module):
+    """A small classifier with a ``layer4`` feature map, enough for every explainer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer4 = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer4(x))
+
+
+class TwoObjects(torch.utils.data.Dataset):
+    """Items with two object masks (left and right half), or one object when ``index`` is odd."""
+
+    def __len__(self) -> int:
+        return 5
+
+    def __getitem__(self, index: int) -> dict:
+        masks = torch.zeros(2 if index % 2 == 0 else 1, 8, 8, dtype=torch.bool)
+        masks[0, :, :4] = True
+        masks[-1, :, 4:] = True
+        return {"image": torch.full((3, 8, 8), float(index)), "mask": masks.any(0), "masks": masks, "id": str(index)}
+
+
+def left_half(x: torch.Tensor) -> torch.Tensor:
+    maps = torch.zeros(len(x), *x.shape[-2:])
+    maps[..., :4] = 1.0
+    return maps
+
+
+def test_two_object_coverage_keeps_only_two_object_items():
+    coverage = analysis.two_object_coverage(TwoObjects(), {"left": left_half}, batch_size=2)
+    assert torch.equal(coverage["left"], torch.tensor([[1.0, 0.0]] * 3))
+
+
+def test_stack_items_batches_images_and_keeps_other_keys():
+    batch = analysis.stack_items(TwoObjects(), [0, 3])
+    assert batch["image"].shape == (2, 3, 8, 8) and batch["mask"].dtype == torch.bool
+    assert batch["id"] == ["0", "3"] and [len(m) for m in batch["masks"]] == [2, 1]
+
+
+def test_mark_correct_gives_every_row_of_an_image_the_classifiers_verdict():
+    results = pd.DataFrame(
+        {
+            "index": [0, 1, 0, 1],
+            "labels": ["cat|dog", "car", "cat|dog", "car"],
+            "model": ["clf", "clf", "enc", "enc"],
+            "prediction": ["dog", "bus", "", ""],
+        }
+    )
+    assert analysis.mark_correct(results, "clf")["correct"].tolist() == [True, False, True, False]
+    with pytest.raises(ValueError, match="no rows of the classifier"):
+        analysis.mark_correct(results, "resnet50")
+
+
+def test_open_dataset_maps_subsets_to_synthetic_splits():
+    data = analysis.open_dataset("synthetic", "hard", n_images=3, seed=1)
+    assert len(data) == 3 and data.split == "hard" and data.seed == 1
+    with pytest.raises(ValueError, match="subset must be one of"):
+        analysis.open_dataset("synthetic", "val")
+    with pytest.raises(ValueError, match="needs data_root"):
+        analysis.open_dataset("voc")
+
+
+def test_build_explainers_gives_one_callable_per_pair():
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    pairs = [("clf", "gradcam"), ("clf", "lafam"), ("clf", "relax")]
+    explainers = analysis.build_explainers(pairs, {"clf": model}, upsample=None, relax_masks=8, seed=3)
+    assert list(explainers) == pairs
+    assert explainers[("clf", "relax")].n_masks == 8 and explainers[("clf", "relax")].seed == 3
+    maps = explainers[("clf", "lafam")](torch.randn(2, 3, 16, 16))
+    assert maps.shape == (2, 4, 4)
