@@ -1,0 +1,386 @@
+"""Datasets x models x methods -> one results row per (image, model, method), resumable and shardable.
+
+``evaluate`` walks the dataset in fixed batches (batch ``b`` holds indices ``b*batch_size`` up to
+the next batch) and, for every (model, method) pair, commits that batch's rows as one chunk file
+``chunks/<model>__<method>__<b>.parquet`` written to a temporary name and moved into place with
+``os.replace``. A chunk is either complete or absent, so a run killed at any instant (even with
+SIGKILL) and started again computes exactly the missing chunks. Under ``torchrun`` rank ``r`` of
+``n`` takes the batches with ``b % n == r``; chunk names do not depend on ``n``, so the merged
+table is the same for any number of processes and a run may resume with a different count.
+
+A failing image never stops the run: an exception in ``dataset[i]``, in the explainer or in the
+metrics, or a map with NaN/inf values, becomes a row whose ``error`` says what happened and whose
+metric columns are NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+Pair = tuple[str, str]
+MapFn = Callable[[Tensor], Tensor]
+
+PAPER_PAIRS: tuple[Pair, ...] = (
+    ("resnet50", "gradcam"),
+    ("resnet50", "lafam"),
+    ("simclr", "relax"),
+    ("simclr", "lafam"),
+    ("swav", "relax"),
+    ("swav", "lafam"),
+)
+METRIC_NAMES = (
+    "Pointing-Game",
+    "Top-K Intersection",
+    "Sparseness",
+    "AUC",
+    "Relevance Rank Accuracy",
+    "Relevance Mass Accuracy",
+)
+ID_COLUMNS = ("dataset", "index", "id", "labels", "model", "method", "prediction", "seconds")
+CHUNKS = "chunks"
+MANIFEST = "run.json"
+
+
+@dataclass
+class _Item:
+    """One dataset item, or the error raised while loading it."""
+
+    index: int
+    image: Tensor | None = None
+    mask: Tensor | None = None
+    labels: str = ""
+    id: str = ""
+    error: str = ""
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _load_item(dataset: Any, index: int) -> _Item:
+    """``dataset[index]`` checked for the expected keys; a failure is kept as the item's error."""
+    try:
+        item = dataset[index]
+        image, mask = item["image"], item["mask"]
+        if not (isinstance(image, Tensor) and image.ndim == 3 and image.is_floating_point()):
+            raise TypeError(f"expected item['image'] to be a float (3, H, W) tensor, got {getattr(image, 'shape', type(image))}")
+        if not (isinstance(mask, Tensor) and mask.shape == image.shape[1:]):
+            raise TypeError(f"expected item['mask'] to be a tensor of shape {tuple(image.shape[1:])}, got {getattr(mask, 'shape', type(mask))}")
+        labels = item["labels"]
+        labels = labels if isinstance(labels, str) else "|".join(map(str, labels))
+        return _Item(index, image, mask.bool(), labels, str(item["id"]))
+    except Exception as error:  # noqa: BLE001 - any failure of one item is recorded, not raised
+        return _Item(index, error=_describe(error))
+
+
+def _dist_info(device: str) -> tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group) from torch.distributed or torchrun's env."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        dist.init_process_group("nccl" if torch.device(device).type == "cuda" else "gloo")
+        return dist.get_rank(), world, True
+    return 0, 1, False
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` (Parquet or CSV by suffix) so that readers see all of it or nothing."""
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _check_manifest(results_dir: Path, manifest: dict[str, Any]) -> None:
+    """Record the run's settings, or refuse to resume a directory made with different ones."""
+    path = results_dir / MANIFEST
+    if path.exists():
+        stored = json.loads(path.read_text())
+        changed = {k: (stored.get(k), v) for k, v in manifest.items() if stored.get(k) != v}
+        if changed:
+            detail = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in changed.items())
+            raise ValueError(f"{results_dir} holds results of a different run ({detail}); use another results_dir")
+        return
+    tmp = path.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, path)
+
+
+def chunk_path(results_dir: str | Path, pair: Pair, batch: int) -> Path:
+    """The file holding the rows of one (model, method) pair for one batch."""
+    model, method = pair
+    return Path(results_dir) / CHUNKS / f"{model}__{method}__{batch:06d}.parquet"
+
+
+def load_results(results_dir: str | Path) -> pd.DataFrame:
+    """Merge the committed chunks of ``results_dir`` into one table, in pair order then dataset order."""
+    results_dir = Path(results_dir)
+    files = sorted((results_dir / CHUNKS).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no result chunks under {results_dir / CHUNKS}")
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    manifest = results_dir / MANIFEST
+    pairs = [tuple(p) for p in json.loads(manifest.read_text())["pairs"]] if manifest.exists() else []
+    order = {pair: i for i, pair in enumerate(pairs)}
+    rank = [order.get(pair, len(order)) for pair in zip(frame["model"], frame["method"])]
+    frame = frame.assign(_pair=rank).sort_values(["_pair", "model", "method", "index"], kind="stable")
+    return frame.drop(columns="_pair").reset_index(drop=True)
+
+
+class _Runner:
+    """Explainers, models and metrics of one run; turns one batch of items into rows per pair."""
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        device: torch.device,
+        models: Mapping[str, nn.Module] | None,
+        explainers: Mapping[str, Callable[..., MapFn]] | None,
+        explainer_kwargs: Mapping[str, Mapping[str, Any]] | None,
+        metric_fn: Callable[..., dict[str, Tensor]] | None,
+        metric_names: Sequence[str],
+        metric_kwargs: Mapping[str, Any],
+    ) -> None:
+        from . import explainers as explainer_module
+
+        self.device = device
+        self.metric_names = tuple(metric_names)
+        self.metric_kwargs = dict(metric_kwargs)
+        if metric_fn is None:
+            from .metrics import compute as metric_fn
+        self.metric_fn = metric_fn
+        self.models: dict[str, nn.Module] = {}
+        for name in dict.fromkeys(model for model, _ in pairs):
+            if models is not None and name in models:
+                model = models[name]
+            else:
+                from .models import load_model
+
+                model = load_model(name)
+            self.models[name] = model.to(device).eval()
+        self.explainers: dict[Pair, MapFn] = {}
+        for model, method in pairs:
+            make = (explainers or {}).get(method) or (lambda model, method=method, **kw: explainer_module.explainer(method, model, **kw))
+            self.explainers[(model, method)] = make(self.models[model], **dict((explainer_kwargs or {}).get(method, {})))
+        self._predictions: dict[str, list[str]] = {}
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _explain(self, pair: Pair, x: Tensor) -> tuple[list[Tensor | None], list[float], list[str]]:
+        """Maps, seconds per image and errors; a batch that raises is retried image by image."""
+        explain = self.explainers[pair]
+        try:
+            self._synchronize()
+            start = time.perf_counter()
+            maps = explain(x)
+            self._synchronize()
+            seconds = (time.perf_counter() - start) / len(x)
+            return list(maps), [seconds] * len(x), [""] * len(x)
+        except Exception as error:  # noqa: BLE001 - isolate the failing image(s) below
+            if len(x) == 1:
+                return [None], [float("nan")], [_describe(error)]
+        results = [self._explain(pair, x[i : i + 1]) for i in range(len(x))]
+        return [r[0][0] for r in results], [r[1][0] for r in results], [r[2][0] for r in results]
+
+    def predictions(self, model_name: str, x: Tensor) -> list[str]:
+        """The classifier's predicted class name per image (computed once per batch), "" for encoders."""
+        if model_name not in self._predictions:
+            model = self.models[model_name]
+            names = getattr(model, "class_names", None)
+            if names is None:
+                self._predictions[model_name] = [""] * len(x)
+            else:
+                with torch.no_grad():
+                    top = model(x).argmax(dim=1).tolist()
+                self._predictions[model_name] = [str(names[i]) for i in top]
+        return self._predictions[model_name]
+
+    def _metrics(self, maps: Tensor, masks: Tensor) -> tuple[dict[str, list[float]], list[str]]:
+        """Metric values per image; metrics that raise on the batch are retried image by image."""
+        try:
+            scores = self.metric_fn(maps, masks, **self.metric_kwargs)
+            return {n: scores[n].double().cpu().tolist() for n in self.metric_names}, [""] * len(maps)
+        except Exception as error:  # noqa: BLE001 - isolate the failing image(s) below
+            if len(maps) == 1:
+                return {n: [float("nan")] for n in self.metric_names}, [_describe(error)]
+        parts = [self._metrics(maps[i : i + 1], masks[i : i + 1]) for i in range(len(maps))]
+        return {n: [p[0][n][0] for p in parts] for n in self.metric_names}, [p[1][0] for p in parts]
+
+    def rows(self, pair: Pair, items: list[_Item], dataset_name: str) -> pd.DataFrame:
+        """The rows of one pair for one batch of items (failed items included, with their error)."""
+        good = [item for item in items if not item.error]
+        nan = float("nan")
+        seconds = {item.index: nan for item in items}
+        errors = {item.index: item.error for item in items}
+        prediction = {item.index: "" for item in items}
+        scores = {name: {item.index: nan for item in items} for name in self.metric_names}
+        if good:
+            shapes = {tuple(item.image.shape) for item in good}
+            if len(shapes) > 1:
+                raise ValueError(f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset")
+            x = torch.stack([item.image for item in good]).to(self.device)
+            masks = torch.stack([item.mask for item in good]).to(self.device)
+            maps, secs, errs = self._explain(pair, x)
+            for item, s, e, p in zip(good, secs, errs, self.predictions(pair[0], x)):
+                seconds[item.index], errors[item.index], prediction[item.index] = s, e, p
+            finite = [m is not None and bool(m.isfinite().all()) for m in maps]
+            for item, m, ok in zip(good, maps, finite):
+                if m is not None and not ok:
+                    errors[item.index] = "explainer returned a map with NaN or infinite values"
+            keep = [i for i, ok in enumerate(finite) if ok]
+            if keep:
+                values, errs = self._metrics(torch.stack([maps[i] for i in keep]), masks[keep])
+                for j, i in enumerate(keep):
+                    index = good[i].index
+                    errors[index] = errs[j]
+                    for name in self.metric_names:
+                        scores[name][index] = values[name][j]
+        return pd.DataFrame(
+            {
+                "dataset": dataset_name,
+                "index": [item.index for item in items],
+                "id": [item.id for item in items],
+                "labels": [item.labels for item in items],
+                "model": pair[0],
+                "method": pair[1],
+                "prediction": [prediction[item.index] for item in items],
+                "seconds": [seconds[item.index] for item in items],
+                **{name: [scores[name][item.index] for item in items] for name in self.metric_names},
+                "error": [errors[item.index] for item in items],
+            }
+        )
+
+    def new_batch(self) -> None:
+        self._predictions.clear()
+
+
+def evaluate(
+    dataset: Any,
+    pairs: Sequence[Pair] = PAPER_PAIRS,
+    *,
+    results_dir: str | Path,
+    metrics: Sequence[str] | None = None,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    models: Mapping[str, nn.Module] | None = None,
+    explainers: Mapping[str, Callable[..., MapFn]] | None = None,
+    explainer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    metric_fn: Callable[..., dict[str, Tensor]] | None = None,
+    k: int = 1000,
+    backend: str = "torch",
+    dataset_name: str | None = None,
+    csv: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Explain and score every image of ``dataset`` with every (model, method) pair; return the table.
+
+    One row per (image, model, method): ``dataset``, ``index``, ``id``, ``labels`` (joined by
+    ``"|"``), ``model``, ``method``, ``prediction`` (the classifier's class name; empty for models
+    without ``class_names``), ``seconds`` (explainer time per image, CUDA synchronised), one column
+    per metric and ``error`` (empty when the row is fine). Rows are committed per batch under
+    ``results_dir``; calling again with the same arguments resumes where a previous run stopped.
+    The merged table is written to ``results_dir/results.parquet`` (and ``results.csv`` with ``csv``).
+
+    ``models`` maps model names to modules (else ``lu.load_model(name)``); ``explainers`` maps
+    method names to factories ``f(model, **kwargs) -> callable`` (else ``lu.explainer``), with
+    ``explainer_kwargs[method]`` as keyword arguments; ``metric_fn`` replaces
+    ``lu.metrics.compute`` and receives ``k``, ``backend`` and ``metrics``. Under ``torchrun`` each
+    rank computes its share of the batches and every rank returns the merged table.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    pairs = [tuple(pair) for pair in pairs]
+    if not pairs or any(len(pair) != 2 or not all(isinstance(s, str) for s in pair) for pair in pairs):
+        raise ValueError(f"pairs must be a non-empty list of (model_name, method_name) string pairs, got {pairs!r}")
+    if len(set(pairs)) != len(pairs):
+        raise ValueError(f"pairs must not repeat, got {pairs!r}")
+    metric_names = tuple(metrics) if metrics is not None else METRIC_NAMES
+    unknown = set(metric_names) - set(METRIC_NAMES)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; expected names from {list(METRIC_NAMES)}")
+    device = torch.device(device)
+    n_items = len(dataset)
+    if n_items == 0:
+        raise ValueError("expected a dataset with at least one item, got an empty one")
+    dataset_name = dataset_name or getattr(dataset, "name", type(dataset).__name__)
+    results_dir = Path(results_dir)
+    (results_dir / CHUNKS).mkdir(parents=True, exist_ok=True)
+
+    rank, world, started_group = _dist_info(str(device))
+    try:
+        if world > 1 and device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+        manifest = {
+            "dataset": dataset_name,
+            "length": n_items,
+            "batch_size": batch_size,
+            "pairs": [list(pair) for pair in pairs],
+            "metrics": list(metric_names),
+            "k": k,
+            "backend": backend,
+        }
+        _check_manifest(results_dir, manifest)
+        n_batches = -(-n_items // batch_size)
+        my_batches = range(rank, n_batches, world)
+        todo = {b: [p for p in pairs if not chunk_path(results_dir, p, b).exists()] for b in my_batches}
+        todo = {b: ps for b, ps in todo.items() if ps}
+        if todo:
+            from tqdm.auto import tqdm
+
+            needed = [p for p in pairs if any(p in ps for ps in todo.values())]
+            metric_kwargs = {"k": k, "backend": backend, "metrics": list(metric_names)}
+            runner = _Runner(needed, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs)
+            total = sum(min(batch_size, n_items - b * batch_size) * len(ps) for b, ps in todo.items())
+            with tqdm(total=total, unit="img", desc=f"rank {rank}", position=rank, disable=not progress) as bar:
+                for batch, batch_pairs in todo.items():
+                    indices = range(batch * batch_size, min((batch + 1) * batch_size, n_items))
+                    items = [_load_item(dataset, i) for i in indices]
+                    runner.new_batch()
+                    for pair in batch_pairs:
+                        _write_atomic(runner.rows(pair, items, dataset_name), chunk_path(results_dir, pair, batch))
+                        bar.update(len(items))
+        _barrier(world)
+        table = load_results(results_dir)
+        expected = n_items * len(pairs)
+        if len(table) != expected:
+            raise RuntimeError(f"{results_dir} holds {len(table)} rows, expected {expected}; run evaluate again to finish")
+        if rank == 0:
+            _write_atomic(table, results_dir / "results.parquet")
+            if csv:
+                _write_atomic(table, results_dir / "results.csv")
+        _barrier(world)
+        return table
+    finally:
+        if started_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+

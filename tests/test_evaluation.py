@@ -1,0 +1,195 @@
+"""lu.evaluate: rows equal direct computation, failures are isolated, resume after SIGKILL, torchrun sharding."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from evaluation_toy import CLASS_NAMES, PAIRS, ToyDataset, run, toy_explainers, toy_metrics, toy_models
+
+import lafam_utils as lu
+from lafam_utils.evaluation import METRIC_NAMES, chunk_path, load_results
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tests" / "evaluation_toy.py"
+
+
+def without_time(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns="seconds")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> pd.DataFrame:
+    """An uninterrupted single-process run over 10 images with item 4 broken."""
+    return run(tmp_path_factory.mktemp("reference"), ToyDataset(n=10, broken=(4,)))
+
+
+def test_rows_equal_direct_computation(tmp_path):
+    dataset = ToyDataset(n=7)  # batches of 3, 3 and 1
+    table = run(tmp_path, dataset, csv=True)
+    assert list(table.columns) == [
+        "dataset", "index", "id", "labels", "model", "method", "prediction", "seconds", *METRIC_NAMES, "error",
+    ]
+    assert len(table) == 7 * len(PAIRS)
+    assert [tuple(p) for p in table[["model", "method"]].drop_duplicates().to_numpy()] == PAIRS
+    models, factories = toy_models(), toy_explainers()
+    items = [dataset[i] for i in range(7)]
+    x = torch.stack([item["image"] for item in items])
+    masks = torch.stack([item["mask"] for item in items])
+    for model_name, method in PAIRS:
+        rows = table[(table.model == model_name) & (table.method == method)]
+        assert rows["index"].tolist() == list(range(7))
+        assert rows["id"].tolist() == [item["id"] for item in items]
+        assert rows["labels"].tolist() == [item["labels"][0] for item in items]
+        expected = toy_metrics(factories[method](models[model_name])(x), masks)
+        for name in METRIC_NAMES:
+            np.testing.assert_allclose(rows[name].to_numpy(), expected[name].double().numpy(), rtol=1e-6)
+        model = models[model_name]
+        predicted = [CLASS_NAMES[i] for i in model(x).argmax(1)] if hasattr(model, "class_names") else [""] * 7
+        assert rows["prediction"].tolist() == predicted
+    assert (table["seconds"] > 0).all() and (table["error"] == "").all()
+    assert (table["dataset"] == "toy").all()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), table)
+    from_csv = pd.read_csv(tmp_path / "results.csv", keep_default_na=False, na_values=[""])
+    assert from_csv.shape == table.shape and from_csv["id"].tolist() == table["id"].tolist()
+
+
+def test_failing_item_is_recorded_and_the_rest_is_unchanged(reference, tmp_path):
+    broken = reference[reference["index"] == 4]
+    assert len(broken) == len(PAIRS)
+    assert broken["error"].str.contains("OSError: image file 4 is truncated").all()
+    assert broken[list(METRIC_NAMES)].isna().all().all()
+    clean = run(tmp_path, ToyDataset(n=10))
+    others = reference["index"] != 4
+    pd.testing.assert_frame_equal(without_time(reference[others]), without_time(clean[others]))
+    assert (reference.loc[others, "error"] == "").all()
+
+
+class NaNImages(ToyDataset):
+    """Item 2 is all NaN: LaFAM's map of it is NaN."""
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if index == 2:
+            item["image"] = torch.full_like(item["image"], float("nan"))
+        return item
+
+
+class RaisesOnInf:
+    """An explainer that raises for a batch containing an image with an infinite value."""
+
+    def __init__(self, model):
+        self.inner = toy_explainers()["lafam"](model)
+
+    def __call__(self, x):
+        if torch.isinf(x).any():
+            raise FloatingPointError("infinite pixel")
+        return self.inner(x)
+
+
+class InfImages(ToyDataset):
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if index == 5:
+            item["image"][0, 0, 0] = float("inf")
+        return item
+
+
+def test_nan_map_and_raising_explainer_fail_only_their_image(tmp_path):
+    table = run(tmp_path / "nan", NaNImages(n=6), metric_fn=toy_metrics)
+    bad = table["index"] == 2
+    assert table.loc[bad, "error"].eq("explainer returned a map with NaN or infinite values").all()
+    assert table.loc[bad, list(METRIC_NAMES)].isna().all().all()
+    assert (table.loc[~bad, "error"] == "").all() and table.loc[~bad, list(METRIC_NAMES)].notna().all().all()
+
+    table = run(tmp_path / "inf", InfImages(n=6), explainers={"gradlike": RaisesOnInf, "lafam": RaisesOnInf})
+    bad = table["index"] == 5
+    assert table.loc[bad, "error"].eq("FloatingPointError: infinite pixel").all()
+    assert table.loc[bad, "seconds"].isna().all()
+    clean = run(tmp_path / "clean", ToyDataset(n=6), explainers={"gradlike": RaisesOnInf, "lafam": RaisesOnInf})
+    pd.testing.assert_frame_equal(without_time(table[~bad]), without_time(clean[~bad]))
+
+
+def test_resume_computes_only_missing_chunks(reference, tmp_path):
+    run(tmp_path, ToyDataset(n=10, broken=(4,)))
+    missing = chunk_path(tmp_path, PAIRS[1], 2)
+    missing.unlink()
+    (tmp_path / "results.parquet").unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "chunks").iterdir()}
+    table = run(tmp_path, ToyDataset(n=10, broken=(4,)))
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert missing.exists()
+    pd.testing.assert_frame_equal(without_time(table), without_time(reference))
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    run(tmp_path, ToyDataset(n=4))
+    with pytest.raises(ValueError, match="batch_size: stored 3, now 2"):
+        run(tmp_path, ToyDataset(n=4), batch_size=2)
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
+
+
+def test_run_killed_with_sigkill_resumes_to_the_same_table(reference, tmp_path):
+    chunks = tmp_path / "chunks"
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(tmp_path), "--delay", "0.3"], cwd=REPO, env=subprocess_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(chunks.glob("*.parquet"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(list(chunks.glob("*.parquet")))
+    assert 3 <= done < 4 * len(PAIRS), process.stderr.read().decode()
+    assert not (tmp_path / "results.parquet").exists()
+    partial = load_results(tmp_path)
+    assert not partial.duplicated(["model", "method", "index"]).any()
+    table = run(tmp_path, ToyDataset(n=10, broken=(4,)))
+    pd.testing.assert_frame_equal(without_time(table), without_time(reference))
+
+
+def test_torchrun_two_processes_equal_single_process(reference, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    batches = sorted(int(p.stem.rsplit("__", 1)[1]) for p in (tmp_path / "chunks").glob("*.parquet"))
+    assert batches == sorted(list(range(4)) * len(PAIRS))
+    merged = pd.read_parquet(tmp_path / "results.parquet")
+    pd.testing.assert_frame_equal(without_time(merged), without_time(reference))
+    pd.testing.assert_frame_equal(without_time(load_results(tmp_path)), without_time(reference))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dataset": ToyDataset(n=0)}, "at least one item"),
+        ({"pairs": [("toynet",)]}, "model_name, method_name"),
+        ({"pairs": [("toynet", "lafam"), ("toynet", "lafam")]}, "must not repeat"),
+        ({"metrics": ["IoU"]}, "unknown metrics"),
+        ({"batch_size": 0}, "positive integer"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(tmp_path, kwargs, message):
+    arguments = {"dataset": ToyDataset(n=2), "pairs": PAIRS, "results_dir": tmp_path, "models": toy_models(),
+                 "explainers": toy_explainers(), "metric_fn": toy_metrics, "progress": False, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        lu.evaluate(**arguments)
+
+
+def test_metric_subset_and_single_image_batches(tmp_path):
+    table = run(tmp_path, ToyDataset(n=2), batch_size=1, metrics=["AUC", "Pointing-Game"])
+    assert list(table.columns[8:]) == ["AUC", "Pointing-Game", "error"]
+    assert set(table["Pointing-Game"]) <= {0.0, 1.0} and not math.isnan(table["AUC"].sum())
