@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks of lafam_utils against its peers; run with ``make bench``."""

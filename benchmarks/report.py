@@ -1,0 +1,67 @@
+"""Render a benchmark result (the dict written to bench.json) as Markdown tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _target(comparison: dict[str, Any]) -> str:
+    return "—" if comparison["target"] is None else f"{comparison['op']} {comparison['target']:g}"
+
+
+def _met(comparison: dict[str, Any]) -> str:
+    return {True: "yes", False: "**no**", None: "—"}[comparison["met"]]
+
+
+def _memory(case: dict[str, Any], name: str) -> str:
+    memory = case.get("memory", {}).get(name)
+    if not memory:
+        return "—"
+    text = f"{memory['peak_rss_mib']:.0f} (+{memory['rss_increase_mib']:.0f})"
+    if "gpu_peak_mib" in memory:
+        text += f"; GPU {memory['gpu_peak_mib']:.0f}"
+    return text
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The ratio table (case, comparison, ratio, target, met?) and the absolute times and memory."""
+    m = result["machine"]
+    gpu = f", {m['gpu']}" if "gpu" in m else ""
+    lines = [
+        f"Command: `{result['command']}` ({result['started']}, {result['seconds']:.0f} s in all)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads{gpu}; "
+        f"torch {m['torch']}, device `{m['device']}`.",
+        "",
+        "| case | compared | ratio | target | met? | median time per call |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in result["cases"]:
+        if case.get("error"):
+            lines.append(f"| {case['title']} | not run: {case['error']} | — | — | — | — |")
+            continue
+        for c in case["comparisons"]:
+            times = f"{_seconds(case['median_s'][c['numerator']])} vs {_seconds(case['median_s'][c['denominator']])}"
+            lines.append(
+                f"| {case['title']} | {c['label']} | {c['ratio']:.2f}x | {_target(c)} | {_met(c)} | {times} |"
+            )
+    lines += [
+        "",
+        "| case | contender | median per call | per image | images/s | peak RSS MiB (+ during the call) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in result["cases"]:
+        for name, seconds in case.get("median_s", {}).items():
+            lines.append(
+                f"| {case['title']} | {name} | {_seconds(seconds)} | {_seconds(seconds / case['items'])} "
+                f"| {case['items'] / seconds:.1f} | {_memory(case, name)} |"
+            )
+    extras = [(case["title"], case["notes"]) for case in result["cases"] if case.get("notes")]
+    if extras:
+        lines += ["", "Notes:", ""]
+        lines += [f"- {title}: " + "; ".join(f"{key} = {value}" for key, value in notes.items()) for title, notes in extras]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""Measure speed and memory of lafam_utils against its peers; write bench.json and bench.md.
+
+    make bench                                   # CPU, default sizes (< 10 minutes on 2 cores)
+    make bench BENCH_ARGS="--large"              # larger batches / more RELAX masks
+    make bench BENCH_ARGS="--device cuda"        # GPU: synchronised timings, GPU memory, throughput
+
+Each case times its contenders in interleaved rounds after a warm-up and reports within-round
+ratios; the peak memory of each contender is measured once in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import report, timing  # noqa: E402
+from benchmarks.cases import Case, Settings  # noqa: E402
+from benchmarks.cases import end_to_end, gpu, gradcam, lafam, metrics, relax  # noqa: E402
+
+CASE_MODULES = (lafam, gradcam, relax, metrics, end_to_end, gpu)
+
+
+def all_cases(settings: Settings) -> list[Case]:
+    return [case for module in CASE_MODULES for case in module.cases(settings)]
+
+
+def measure_memory(case: Case, settings: Settings, names: list[str]) -> dict[str, dict[str, float]]:
+    """Peak memory of each contender, each measured by ``--probe`` in a fresh Python process."""
+    memory = {}
+    for name in names:
+        command = [sys.executable, __file__, "--probe", case.id, name, "--device", settings.device]
+        command += ["--large"] * settings.large + ["--tiny"] * settings.tiny
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"memory probe of {case.id}/{name} failed:\n{done.stderr[-2000:]}")
+        memory[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return memory
+
+
+def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -> dict[str, Any]:
+    """Time one case's contenders, compute its ratios and (optionally) their peak memory."""
+    result: dict[str, Any] = {"id": case.id, "title": case.title, "items": case.items, "notes": case.notes}
+    try:
+        contenders = case.build()
+        times = timing.interleaved(contenders, rounds or case.rounds, device=settings.device)
+        del contenders
+        result["rounds"] = rounds or case.rounds
+        result["times_s"] = times
+        result["median_s"] = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+        result["comparisons"] = [
+            {
+                "label": c.label,
+                "numerator": c.numerator,
+                "denominator": c.denominator,
+                "ratio": (value := timing.ratio(times, c.numerator, c.denominator)),
+                "target": c.target,
+                "op": c.op,
+                "met": c.met(value),
+            }
+            for c in case.comparisons
+        ]
+        if memory:
+            result["memory"] = measure_memory(case, settings, list(times))
+    except Exception as error:  # a missing module or a failing peer is reported, not fatal
+        traceback.print_exc()
+        result["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return result
+
+
+def probe(case_id: str, name: str, settings: Settings) -> None:
+    """Build one case in this (fresh) process, run one contender once, print its peak memory."""
+    (case,) = [case for case in all_cases(settings) if case.id == case_id]
+    contenders = case.build()
+    print(json.dumps(timing.peak_memory(contenders[name], settings.device)))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:index]")
+    parser.add_argument("--large", action="store_true", help="larger batches and more RELAX masks")
+    parser.add_argument("--cases", nargs="*", default=None, help="only cases whose id starts with one of these")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default: per case)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for bench.json/.md")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--probe", nargs=2, metavar=("CASE", "CONTENDER"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    settings = Settings(device=args.device, large=args.large, tiny=args.tiny)
+    if settings.cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda was asked for, but torch sees no CUDA device")
+    if args.probe:
+        probe(*args.probe, settings)
+        return {}
+    cases = [c for c in all_cases(settings) if args.cases is None or c.id.startswith(tuple(args.cases))]
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    results = []
+    for case in cases:
+        print(f"[{time.perf_counter() - clock:6.0f} s] {case.id}: {case.title}", flush=True)
+        results.append(run_case(case, settings, args.rounds, memory=not args.no_memory))
+    result = {
+        "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": time.perf_counter() - clock,
+        "machine": timing.machine(settings.device),
+        "settings": {"device": settings.device, "large": settings.large, "tiny": settings.tiny},
+        "cases": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    table = report.markdown(result)
+    (args.out / "bench.md").write_text(table)
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()

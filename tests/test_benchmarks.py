@@ -1,0 +1,111 @@
+"""Smoke test of the benchmark harness: timing order, ratios, memory probe, report; never timings."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import report, run, timing  # noqa: E402
+from benchmarks.cases import Comparison, Settings  # noqa: E402
+
+
+def test_interleaved_alternates_order_and_skips_warmup():
+    calls = []
+    contenders = {name: (lambda name=name: calls.append(name)) for name in "ABC"}
+    times = timing.interleaved(contenders, rounds=3, warmup=1)
+    assert calls == list("ABC" "CBA" "ABC" "CBA")
+    assert {name: len(t) for name, t in times.items()} == {"A": 3, "B": 3, "C": 3}
+    assert all(t >= 0 for samples in times.values() for t in samples)
+
+
+def test_interleaved_rejects_no_rounds():
+    with pytest.raises(ValueError, match="rounds"):
+        timing.interleaved({"A": lambda: None}, rounds=0)
+
+
+def test_ratio_is_the_median_of_within_round_ratios():
+    # round 2 is slow for both (a loaded machine): the within-round ratio stays 2.
+    times = {"a": [2.0, 20.0, 2.2], "b": [1.0, 10.0, 1.0]}
+    assert timing.ratio(times, "a", "b") == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        timing.ratio({"a": [1.0, 2.0], "b": [1.0]}, "a", "b")
+
+
+def test_peak_memory_sees_an_allocation_freed_before_it_returns():
+    size_mib = 64
+    result = timing.peak_memory(lambda: len(b"\x01" * (size_mib * 2**20)))
+    assert result["rss_increase_mib"] >= 0.9 * size_mib
+    assert result["peak_rss_mib"] >= result["rss_increase_mib"]
+    assert timing.rss_mib() < result["peak_rss_mib"]
+
+
+def test_comparison_checks_its_target_in_the_stated_direction():
+    at_most = Comparison("a", "b", "a / b", target=1.05)
+    at_least = Comparison("a", "b", "speed-up", target=20, op=">=")
+    assert at_most.met(1.05) and not at_most.met(1.06)
+    assert at_least.met(20.0) and not at_least.met(19.9)
+    assert Comparison("a", "b", "context").met(3.0) is None
+
+
+def test_markdown_reports_misses_and_cases_that_could_not_run():
+    result = {
+        "command": "python benchmarks/run.py",
+        "started": "2026-01-01 00:00 UTC",
+        "seconds": 1.0,
+        "machine": {"cpu": "CPU", "cores": 2, "torch_threads": 2, "torch": "2", "device": "cpu"},
+        "cases": [
+            {
+                "title": "LaFAM, batch 1",
+                "items": 1,
+                "notes": {},
+                "median_s": {"LaFAM": 0.2, "forward": 0.1},
+                "comparisons": [
+                    {"label": "LaFAM / forward", "numerator": "LaFAM", "denominator": "forward", "ratio": 2.0,
+                     "target": 1.05, "op": "<=", "met": False},
+                ],
+                "memory": {"LaFAM": {"peak_rss_mib": 500.0, "rss_increase_mib": 40.0}},
+            },
+            {"title": "RELAX", "items": 1, "notes": {}, "error": "ImportError: no module"},
+        ],
+    }
+    table = report.markdown(result)
+    assert "| LaFAM, batch 1 | LaFAM / forward | 2.00x | <= 1.05 | **no** | 200.0 ms vs 100.0 ms |" in table
+    assert "| RELAX | not run: ImportError: no module |" in table
+    assert "500 (+40)" in table
+
+
+def test_one_case_end_to_end_at_a_tiny_size(tmp_path):
+    result = run.main(["--tiny", "--cases", "lafam-b1", "--rounds", "2", "--no-memory", "--out", str(tmp_path)])
+    (case,) = result["cases"]
+    assert "error" not in case
+    assert set(case["times_s"]) == {"forward to layer4", "LaFAM"}
+    assert all(len(t) == 2 for t in case["times_s"].values())
+    (comparison,) = case["comparisons"]
+    assert math.isfinite(comparison["ratio"]) and comparison["ratio"] > 0
+    assert comparison["met"] == (comparison["ratio"] <= 1.05)
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert written["machine"]["cores"] >= 1 and written["machine"]["device"] == "cpu"
+    assert "LaFAM / forward to layer4" in (tmp_path / "bench.md").read_text()
+
+
+def test_memory_probe_runs_a_contender_in_a_fresh_process():
+    settings = Settings(tiny=True)
+    (case,) = [c for c in run.all_cases(settings) if c.id == "lafam-b1"]
+    memory = run.measure_memory(case, settings, ["LaFAM"])
+    assert memory["LaFAM"]["peak_rss_mib"] > memory["LaFAM"]["rss_increase_mib"] >= 0
+
+
+def test_a_failing_case_is_recorded_not_raised():
+    from benchmarks.cases import Case
+
+    def broken():
+        raise ImportError("peer not installed")
+
+    result = run.run_case(Case("x", "X", broken, []), Settings(tiny=True), rounds=1, memory=False)
+    assert result["error"] == "ImportError: peer not installed"
