@@ -19,7 +19,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +152,19 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     return frame.drop(columns="_pair").reset_index(drop=True)
 
 
+@dataclass
+class _Batch:
+    """The items of one batch; the loaded ones stacked on the device, predictions cached per model."""
+
+    items: list[_Item]
+    loaded: list[_Item]
+    x: Tensor | None
+    masks: Tensor | None
+    predictions: dict[str, list[str]] = field(default_factory=dict)
+
+
 class _Runner:
-    """Explainers, models and metrics of one run; turns one batch of items into rows per pair."""
+    """Models, explainers and metrics of one run; turns one batch into the rows of one pair."""
 
     def __init__(
         self,
@@ -166,28 +177,40 @@ class _Runner:
         metric_names: Sequence[str],
         metric_kwargs: Mapping[str, Any],
     ) -> None:
-        from . import explainers as explainer_module
-
         self.device = device
         self.metric_names = tuple(metric_names)
         self.metric_kwargs = dict(metric_kwargs)
         if metric_fn is None:
             from .metrics import compute as metric_fn
         self.metric_fn = metric_fn
-        self.models: dict[str, nn.Module] = {}
-        for name in dict.fromkeys(model for model, _ in pairs):
-            if models is not None and name in models:
-                model = models[name]
-            else:
-                from .models import load_model
-
-                model = load_model(name)
-            self.models[name] = model.to(device).eval()
+        self.models = {name: self._model(name, models) for name in dict.fromkeys(model for model, _ in pairs)}
         self.explainers: dict[Pair, MapFn] = {}
         for model, method in pairs:
-            make = (explainers or {}).get(method) or (lambda model, method=method, **kw: explainer_module.explainer(method, model, **kw))
-            self.explainers[(model, method)] = make(self.models[model], **dict((explainer_kwargs or {}).get(method, {})))
-        self._predictions: dict[str, list[str]] = {}
+            kwargs = dict((explainer_kwargs or {}).get(method, {}))
+            factory = (explainers or {}).get(method)
+            if factory is None:
+                from .explainers import explainer
+
+                self.explainers[(model, method)] = explainer(method, self.models[model], **kwargs)
+            else:
+                self.explainers[(model, method)] = factory(self.models[model], **kwargs)
+
+    def _model(self, name: str, models: Mapping[str, nn.Module] | None) -> nn.Module:
+        if models is not None and name in models:
+            return models[name].to(self.device).eval()
+        from .models import load_model
+
+        return load_model(name).to(self.device).eval()
+
+    def batch(self, items: list[_Item]) -> _Batch:
+        loaded = [item for item in items if not item.error]
+        if not loaded:
+            return _Batch(items, loaded, None, None)
+        shapes = {tuple(item.image.shape) for item in loaded}
+        if len(shapes) > 1:
+            raise ValueError(f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset")
+        x = torch.stack([item.image for item in loaded]).to(self.device)
+        return _Batch(items, loaded, x, torch.stack([item.mask for item in loaded]).to(self.device))
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -195,90 +218,72 @@ class _Runner:
 
     def _explain(self, pair: Pair, x: Tensor) -> tuple[list[Tensor | None], list[float], list[str]]:
         """Maps, seconds per image and errors; a batch that raises is retried image by image."""
-        explain = self.explainers[pair]
         try:
             self._synchronize()
             start = time.perf_counter()
-            maps = explain(x)
+            maps = self.explainers[pair](x)
             self._synchronize()
             seconds = (time.perf_counter() - start) / len(x)
             return list(maps), [seconds] * len(x), [""] * len(x)
         except Exception as error:  # noqa: BLE001 - isolate the failing image(s) below
             if len(x) == 1:
                 return [None], [float("nan")], [_describe(error)]
-        results = [self._explain(pair, x[i : i + 1]) for i in range(len(x))]
-        return [r[0][0] for r in results], [r[1][0] for r in results], [r[2][0] for r in results]
+        maps, seconds, errors = zip(*(self._explain(pair, x[i : i + 1]) for i in range(len(x))))
+        return [m[0] for m in maps], [s[0] for s in seconds], [e[0] for e in errors]
 
-    def predictions(self, model_name: str, x: Tensor) -> list[str]:
-        """The classifier's predicted class name per image (computed once per batch), "" for encoders."""
-        if model_name not in self._predictions:
+    def _predictions(self, model_name: str, batch: _Batch) -> list[str]:
+        """The classifier's predicted class name per loaded image, "" for models without ``class_names``."""
+        if model_name not in batch.predictions:
             model = self.models[model_name]
             names = getattr(model, "class_names", None)
             if names is None:
-                self._predictions[model_name] = [""] * len(x)
+                batch.predictions[model_name] = [""] * len(batch.loaded)
             else:
                 with torch.no_grad():
-                    top = model(x).argmax(dim=1).tolist()
-                self._predictions[model_name] = [str(names[i]) for i in top]
-        return self._predictions[model_name]
+                    top = model(batch.x).argmax(dim=1).tolist()
+                batch.predictions[model_name] = [str(names[i]) for i in top]
+        return batch.predictions[model_name]
 
-    def _metrics(self, maps: Tensor, masks: Tensor) -> tuple[dict[str, list[float]], list[str]]:
-        """Metric values per image; metrics that raise on the batch are retried image by image."""
+    def _metrics(self, maps: Tensor, masks: Tensor) -> tuple[list[dict[str, float]], list[str]]:
+        """Metric values and errors per image; metrics that raise on the batch are retried image by image."""
         try:
             scores = self.metric_fn(maps, masks, **self.metric_kwargs)
-            return {n: scores[n].double().cpu().tolist() for n in self.metric_names}, [""] * len(maps)
+            columns = {name: scores[name].double().cpu().tolist() for name in self.metric_names}
+            return [dict(zip(columns, values)) for values in zip(*columns.values())], [""] * len(maps)
         except Exception as error:  # noqa: BLE001 - isolate the failing image(s) below
             if len(maps) == 1:
-                return {n: [float("nan")] for n in self.metric_names}, [_describe(error)]
-        parts = [self._metrics(maps[i : i + 1], masks[i : i + 1]) for i in range(len(maps))]
-        return {n: [p[0][n][0] for p in parts] for n in self.metric_names}, [p[1][0] for p in parts]
+                return [{}], [_describe(error)]
+        values, errors = zip(*(self._metrics(maps[i : i + 1], masks[i : i + 1]) for i in range(len(maps))))
+        return [v[0] for v in values], [e[0] for e in errors]
 
-    def rows(self, pair: Pair, items: list[_Item], dataset_name: str) -> pd.DataFrame:
-        """The rows of one pair for one batch of items (failed items included, with their error)."""
-        good = [item for item in items if not item.error]
+    def rows(self, pair: Pair, batch: _Batch, dataset_name: str) -> pd.DataFrame:
+        """The rows of one pair for one batch; failed images keep their error and NaN metrics."""
         nan = float("nan")
-        seconds = {item.index: nan for item in items}
-        errors = {item.index: item.error for item in items}
-        prediction = {item.index: "" for item in items}
-        scores = {name: {item.index: nan for item in items} for name in self.metric_names}
-        if good:
-            shapes = {tuple(item.image.shape) for item in good}
-            if len(shapes) > 1:
-                raise ValueError(f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset")
-            x = torch.stack([item.image for item in good]).to(self.device)
-            masks = torch.stack([item.mask for item in good]).to(self.device)
-            maps, secs, errs = self._explain(pair, x)
-            for item, s, e, p in zip(good, secs, errs, self.predictions(pair[0], x)):
-                seconds[item.index], errors[item.index], prediction[item.index] = s, e, p
-            finite = [m is not None and bool(m.isfinite().all()) for m in maps]
-            for item, m, ok in zip(good, maps, finite):
-                if m is not None and not ok:
-                    errors[item.index] = "explainer returned a map with NaN or infinite values"
-            keep = [i for i, ok in enumerate(finite) if ok]
-            if keep:
-                values, errs = self._metrics(torch.stack([maps[i] for i in keep]), masks[keep])
-                for j, i in enumerate(keep):
-                    index = good[i].index
-                    errors[index] = errs[j]
-                    for name in self.metric_names:
-                        scores[name][index] = values[name][j]
-        return pd.DataFrame(
-            {
-                "dataset": dataset_name,
-                "index": [item.index for item in items],
-                "id": [item.id for item in items],
-                "labels": [item.labels for item in items],
-                "model": pair[0],
-                "method": pair[1],
-                "prediction": [prediction[item.index] for item in items],
-                "seconds": [seconds[item.index] for item in items],
-                **{name: [scores[name][item.index] for item in items] for name in self.metric_names},
-                "error": [errors[item.index] for item in items],
-            }
-        )
-
-    def new_batch(self) -> None:
-        self._predictions.clear()
+        rows = {
+            item.index: {"dataset": dataset_name, "index": item.index, "id": item.id, "labels": item.labels,
+                         "model": pair[0], "method": pair[1], "prediction": "", "seconds": nan,
+                         **dict.fromkeys(self.metric_names, nan), "error": item.error}
+            for item in batch.items
+        }
+        if batch.loaded:
+            maps, seconds, errors = self._explain(pair, batch.x)
+            for item, s, e, p in zip(batch.loaded, seconds, errors, self._predictions(pair[0], batch)):
+                rows[item.index].update(seconds=s, error=e, prediction=p)
+            explained = [i for i, m in enumerate(maps) if m is not None]
+            if explained:
+                stacked = torch.stack([maps[i] for i in explained])
+                if stacked.shape[-2:] != batch.masks.shape[-2:]:
+                    raise ValueError(f"{pair[1]} gives maps of size {tuple(stacked.shape[-2:])} but masks are {tuple(batch.masks.shape[-2:])}; upsample the maps to the image size")
+                finite = stacked.flatten(1).isfinite().all(dim=1).tolist()
+                for i, ok in zip(explained, finite):
+                    if not ok:
+                        rows[batch.loaded[i].index]["error"] = "explainer returned a map with NaN or infinite values"
+                scored = [j for j, ok in enumerate(finite) if ok]
+                if scored:
+                    values, errors = self._metrics(stacked[scored], batch.masks[[explained[j] for j in scored]])
+                    for j, v, e in zip(scored, values, errors):
+                        rows[batch.loaded[explained[j]].index].update(v, error=e)
+        return pd.DataFrame(list(rows.values()), columns=[*ID_COLUMNS, *self.metric_names, "error"])
 
 
 def evaluate(
@@ -362,11 +367,10 @@ def evaluate(
             with tqdm(total=total, unit="img", desc=f"rank {rank}", position=rank, disable=not progress) as bar:
                 for batch, batch_pairs in todo.items():
                     indices = range(batch * batch_size, min((batch + 1) * batch_size, n_items))
-                    items = [_load_item(dataset, i) for i in indices]
-                    runner.new_batch()
+                    loaded = runner.batch([_load_item(dataset, i) for i in indices])
                     for pair in batch_pairs:
-                        _write_atomic(runner.rows(pair, items, dataset_name), chunk_path(results_dir, pair, batch))
-                        bar.update(len(items))
+                        _write_atomic(runner.rows(pair, loaded, dataset_name), chunk_path(results_dir, pair, batch))
+                        bar.update(len(indices))
         _barrier(world)
         table = load_results(results_dir)
         expected = n_items * len(pairs)

@@ -193,3 +193,15 @@ def test_metric_subset_and_single_image_batches(tmp_path):
     table = run(tmp_path, ToyDataset(n=2), batch_size=1, metrics=["AUC", "Pointing-Game"])
     assert list(table.columns[8:]) == ["AUC", "Pointing-Game", "error"]
     assert set(table["Pointing-Game"]) <= {0.0, 1.0} and not math.isnan(table["AUC"].sum())
+
+
+def test_explainer_kwargs_reach_the_explainer_and_map_size_is_checked(tmp_path):
+    dataset = ToyDataset(n=3)
+    table = run(tmp_path / "threshold", dataset, explainer_kwargs={"lafam": {"threshold": 0.5}})
+    x = torch.stack([dataset[i]["image"] for i in range(3)])
+    masks = torch.stack([dataset[i]["mask"] for i in range(3)])
+    maps = lu.LaFAM(toy_models()["toyenc"], threshold=0.5)(x)
+    rows = table[(table.model == "toyenc") & (table.method == "lafam")]
+    np.testing.assert_allclose(rows["AUC"].to_numpy(), toy_metrics(maps, masks)["AUC"].double().numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"maps of size \(8, 8\) but masks are \(32, 32\)"):
+        run(tmp_path / "small", dataset, explainer_kwargs={"lafam": {"upsample": None}})
