@@ -27,6 +27,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .metrics import METRICS, compute, select
+
 Pair = tuple[str, str]
 MapFn = Callable[[Tensor], Tensor]
 
@@ -38,14 +40,7 @@ PAPER_PAIRS: tuple[Pair, ...] = (
     ("swav", "relax"),
     ("swav", "lafam"),
 )
-METRIC_NAMES = (
-    "Pointing-Game",
-    "Top-K Intersection",
-    "Sparseness",
-    "AUC",
-    "Relevance Rank Accuracy",
-    "Relevance Mass Accuracy",
-)
+METRIC_NAMES = tuple(METRICS)
 ID_COLUMNS = ("dataset", "index", "id", "labels", "model", "method", "prediction", "seconds")
 CHUNKS = "chunks"
 MANIFEST = "run.json"
@@ -180,9 +175,7 @@ class _Runner:
         self.device = device
         self.metric_names = tuple(metric_names)
         self.metric_kwargs = dict(metric_kwargs)
-        if metric_fn is None:
-            from .metrics import compute as metric_fn
-        self.metric_fn = metric_fn
+        self.metric_fn = metric_fn or compute
         self.models = {name: self._model(name, models) for name in dict.fromkeys(model for model, _ in pairs)}
         self.explainers: dict[Pair, MapFn] = {}
         for model, method in pairs:
@@ -326,10 +319,7 @@ def evaluate(
         raise ValueError(f"pairs must be a non-empty list of (model_name, method_name) string pairs, got {pairs!r}")
     if len(set(pairs)) != len(pairs):
         raise ValueError(f"pairs must not repeat, got {pairs!r}")
-    metric_names = tuple(metrics) if metrics is not None else METRIC_NAMES
-    unknown = set(metric_names) - set(METRIC_NAMES)
-    if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; expected names from {list(METRIC_NAMES)}")
+    metric_names = tuple(metric.name for metric in select(metrics))
     device = torch.device(device)
     n_items = len(dataset)
     if n_items == 0:

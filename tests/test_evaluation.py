@@ -178,7 +178,7 @@ def test_torchrun_two_processes_equal_single_process(reference, tmp_path):
         ({"dataset": ToyDataset(n=0)}, "at least one item"),
         ({"pairs": [("toynet",)]}, "model_name, method_name"),
         ({"pairs": [("toynet", "lafam"), ("toynet", "lafam")]}, "must not repeat"),
-        ({"metrics": ["IoU"]}, "unknown metrics"),
+        ({"metrics": ["IoU"]}, "unknown or no metrics"),
         ({"batch_size": 0}, "positive integer"),
     ],
 )
@@ -205,3 +205,45 @@ def test_explainer_kwargs_reach_the_explainer_and_map_size_is_checked(tmp_path):
     np.testing.assert_allclose(rows["AUC"].to_numpy(), toy_metrics(maps, masks)["AUC"].double().numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match=r"maps of size \(8, 8\) but masks are \(32, 32\)"):
         run(tmp_path / "small", dataset, explainer_kwargs={"lafam": {"upsample": None}})
+
+
+class EmptyMaskImages(ToyDataset):
+    """Item 1 has no object pixel."""
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if index == 1:
+            item["mask"] = torch.zeros_like(item["mask"])
+        return item
+
+
+def test_library_explainers_and_metrics_by_default(tmp_path):
+    dataset = EmptyMaskImages(n=4)
+    pairs = [("toynet", "gradcam"), ("toynet", "lafam"), ("toyenc", "relax")]
+    table = lu.evaluate(dataset, pairs, results_dir=tmp_path, batch_size=4, models=toy_models(), k=100,
+                        explainer_kwargs={"relax": {"n_masks": 16}}, progress=False)
+    x = torch.stack([dataset[i]["image"] for i in range(4)])
+    masks = torch.stack([dataset[i]["mask"] for i in range(4)])
+    models = toy_models()
+    for method, explainer in [("gradcam", lu.GradCAM(models["toynet"])), ("lafam", lu.LaFAM(models["toynet"]))]:
+        expected = lu.metrics.compute(explainer(x), masks, k=100)
+        rows = table[table.method == method]
+        for name in METRIC_NAMES:
+            np.testing.assert_allclose(rows[name].to_numpy(), expected[name].numpy(), rtol=1e-12, equal_nan=True)
+    assert table.loc[table["index"] == 1, "Pointing-Game"].isna().all()  # empty mask: NaN, not an error
+    assert table.loc[table["index"] == 1, "Sparseness"].notna().all()
+    assert (table["error"] == "").all()
+    relax = table[table.method == "relax"]
+    assert relax["prediction"].eq("").all() and relax["Sparseness"].between(0, 1).all()
+
+
+def test_quantus_backend_is_passed_through(tmp_path):
+    dataset = ToyDataset(n=3)
+    chosen = ["Relevance Mass Accuracy", "AUC"]
+    table = run(tmp_path, dataset, metric_fn=None, backend="quantus", metrics=chosen, k=50)
+    x = torch.stack([dataset[i]["image"] for i in range(3)])
+    masks = torch.stack([dataset[i]["mask"] for i in range(3)])
+    expected = lu.metrics.compute(lu.LaFAM(toy_models()["toyenc"])(x), masks, backend="quantus", metrics=chosen, k=50)
+    rows = table[table.model == "toyenc"]
+    for name in chosen:
+        np.testing.assert_allclose(rows[name].to_numpy(), expected[name].numpy(), rtol=1e-12)
