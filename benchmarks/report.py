@@ -9,6 +9,11 @@ def _seconds(value: float) -> str:
     return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def _ratio(comparison: dict[str, Any]) -> str:
+    low, high = comparison["ratio_range"]
+    return f"{comparison['ratio']:.2f}x ({low:.2f}-{high:.2f})"
+
+
 def _target(comparison: dict[str, Any]) -> str:
     return "—" if comparison["target"] is None else f"{comparison['op']} {comparison['target']:g}"
 
@@ -30,14 +35,16 @@ def _memory(case: dict[str, Any], name: str) -> str:
 def markdown(result: dict[str, Any]) -> str:
     """The ratio table (case, comparison, ratio, target, met?) and the absolute times and memory."""
     m = result["machine"]
+    load = result["load_average_1min"]
     gpu = f", {m['gpu']}" if "gpu" in m else ""
     lines = [
         f"Command: `{result['command']}` ({result['started']}, {result['seconds']:.0f} s in all)",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads{gpu}; "
-        f"torch {m['torch']}, device `{m['device']}`.",
+        f"torch {m['torch']}, device `{m['device']}`; 1-minute load average {load['start']:.1f} at the start, "
+        f"{load['end']:.1f} at the end.",
         "",
-        "| case | compared | ratio | target | met? | median time per call |",
+        "| case | compared | ratio (range over rounds) | target | met? | median time per call |",
         "|---|---|---|---|---|---|",
     ]
     for case in result["cases"]:
@@ -47,7 +54,7 @@ def markdown(result: dict[str, Any]) -> str:
         for c in case["comparisons"]:
             times = f"{_seconds(case['median_s'][c['numerator']])} vs {_seconds(case['median_s'][c['denominator']])}"
             lines.append(
-                f"| {case['title']} | {c['label']} | {c['ratio']:.2f}x | {_target(c)} | {_met(c)} | {times} |"
+                f"| {case['title']} | {c['label']} | {_ratio(c)} | {_target(c)} | {_met(c)} | {times} |"
             )
     lines += [
         "",

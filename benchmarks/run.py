@@ -11,7 +11,9 @@ ratios; the peak memory of each contender is measured once in a fresh subprocess
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,26 +22,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import report, timing  # noqa: E402
 from benchmarks.cases import Case, Settings  # noqa: E402
-from benchmarks.cases import end_to_end, gpu, gradcam, lafam, metrics, relax  # noqa: E402
 
-CASE_MODULES = (lafam, gradcam, relax, metrics, end_to_end, gpu)
+CASE_MODULES = ("lafam", "gradcam", "relax", "metrics", "end_to_end", "gpu")
 
 
-def all_cases(settings: Settings) -> list[Case]:
-    return [case for module in CASE_MODULES for case in module.cases(settings)]
+def all_cases(settings: Settings, modules: tuple[str, ...] = CASE_MODULES) -> list[Case]:
+    """The cases of ``modules`` (under benchmarks/cases), each tagged with its module's name."""
+    cases = []
+    for name in modules:
+        for case in importlib.import_module(f"benchmarks.cases.{name}").cases(settings):
+            case.module = name
+            cases.append(case)
+    return cases
 
 
 def measure_memory(case: Case, settings: Settings, names: list[str]) -> dict[str, dict[str, float]]:
     """Peak memory of each contender, each measured by ``--probe`` in a fresh Python process."""
     memory = {}
     for name in names:
-        command = [sys.executable, __file__, "--probe", case.id, name, "--device", settings.device]
+        command = [sys.executable, __file__, "--probe", case.module, case.id, name, "--device", settings.device]
         command += ["--large"] * settings.large + ["--tiny"] * settings.tiny
+        command += ["--threads", str(torch.get_num_threads())]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"memory probe of {case.id}/{name} failed:\n{done.stderr[-2000:]}")
@@ -63,6 +73,7 @@ def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -
                 "numerator": c.numerator,
                 "denominator": c.denominator,
                 "ratio": (value := timing.ratio(times, c.numerator, c.denominator)),
+                "ratio_range": timing.ratio_range(times, c.numerator, c.denominator),
                 "target": c.target,
                 "op": c.op,
                 "met": c.met(value),
@@ -77,9 +88,9 @@ def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -
     return result
 
 
-def probe(case_id: str, name: str, settings: Settings) -> None:
+def probe(module: str, case_id: str, name: str, settings: Settings) -> None:
     """Build one case in this (fresh) process, run one contender once, print its peak memory."""
-    (case,) = [case for case in all_cases(settings) if case.id == case_id]
+    (case,) = [case for case in all_cases(settings, (module,)) if case.id == case_id]
     contenders = case.build()
     print(json.dumps(timing.peak_memory(contenders[name], settings.device)))
 
@@ -90,27 +101,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--large", action="store_true", help="larger batches and more RELAX masks")
     parser.add_argument("--cases", nargs="*", default=None, help="only cases whose id starts with one of these")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default: per case)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for bench.json/.md")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--probe", nargs=2, metavar=("CASE", "CONTENDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--probe", nargs=3, metavar=("MODULE", "CASE", "CONTENDER"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     settings = Settings(device=args.device, large=args.large, tiny=args.tiny)
-    if settings.cuda:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda was asked for, but torch sees no CUDA device")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if settings.cuda and not torch.cuda.is_available():
+        raise SystemExit("--device cuda was asked for, but torch sees no CUDA device")
     if args.probe:
         probe(*args.probe, settings)
         return {}
     cases = [c for c in all_cases(settings) if args.cases is None or c.id.startswith(tuple(args.cases))]
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    load_before = os.getloadavg()
     results = []
     for case in cases:
         print(f"[{time.perf_counter() - clock:6.0f} s] {case.id}: {case.title}", flush=True)
@@ -120,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": time.perf_counter() - clock,
         "machine": timing.machine(settings.device),
+        "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]},
         "settings": {"device": settings.device, "large": settings.large, "tiny": settings.tiny},
         "cases": results,
     }

@@ -61,6 +61,12 @@ def ratio(times: Mapping[str, list[float]], numerator: str, denominator: str) ->
     return statistics.median(a / b for a, b in zip(times[numerator], times[denominator], strict=True))
 
 
+def ratio_range(times: Mapping[str, list[float]], numerator: str, denominator: str) -> tuple[float, float]:
+    """The lowest and highest within-round ratio: how much the load moved the ratio."""
+    ratios = [a / b for a, b in zip(times[numerator], times[denominator], strict=True)]
+    return min(ratios), max(ratios)
+
+
 def rss_mib(field: str = "VmRSS") -> float:
     """This process's resident memory (``VmRSS``) or its high-water mark (``VmHWM``), in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():

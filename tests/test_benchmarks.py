@@ -33,6 +33,7 @@ def test_ratio_is_the_median_of_within_round_ratios():
     # round 2 is slow for both (a loaded machine): the within-round ratio stays 2.
     times = {"a": [2.0, 20.0, 2.2], "b": [1.0, 10.0, 1.0]}
     assert timing.ratio(times, "a", "b") == pytest.approx(2.0)
+    assert timing.ratio_range(times, "a", "b") == pytest.approx((2.0, 2.2))
     with pytest.raises(ValueError):
         timing.ratio({"a": [1.0, 2.0], "b": [1.0]}, "a", "b")
 
@@ -59,6 +60,7 @@ def test_markdown_reports_misses_and_cases_that_could_not_run():
         "started": "2026-01-01 00:00 UTC",
         "seconds": 1.0,
         "machine": {"cpu": "CPU", "cores": 2, "torch_threads": 2, "torch": "2", "device": "cpu"},
+        "load_average_1min": {"start": 1.0, "end": 2.0},
         "cases": [
             {
                 "title": "LaFAM, batch 1",
@@ -67,7 +69,7 @@ def test_markdown_reports_misses_and_cases_that_could_not_run():
                 "median_s": {"LaFAM": 0.2, "forward": 0.1},
                 "comparisons": [
                     {"label": "LaFAM / forward", "numerator": "LaFAM", "denominator": "forward", "ratio": 2.0,
-                     "target": 1.05, "op": "<=", "met": False},
+                     "ratio_range": [1.5, 2.5], "target": 1.05, "op": "<=", "met": False},
                 ],
                 "memory": {"LaFAM": {"peak_rss_mib": 500.0, "rss_increase_mib": 40.0}},
             },
@@ -75,7 +77,7 @@ def test_markdown_reports_misses_and_cases_that_could_not_run():
         ],
     }
     table = report.markdown(result)
-    assert "| LaFAM, batch 1 | LaFAM / forward | 2.00x | <= 1.05 | **no** | 200.0 ms vs 100.0 ms |" in table
+    assert "| LaFAM, batch 1 | LaFAM / forward | 2.00x (1.50-2.50) | <= 1.05 | **no** | 200.0 ms vs 100.0 ms |" in table
     assert "| RELAX | not run: ImportError: no module |" in table
     assert "500 (+40)" in table
 

@@ -53,6 +53,7 @@ class Case:
     items: int = 1
     rounds: int = 5
     notes: dict[str, object] = field(default_factory=dict)
+    module: str = ""
 
 
 def resnet50(device: str, seed: int = 0) -> nn.Module:
