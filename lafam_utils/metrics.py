@@ -49,6 +49,11 @@ class _Batch:
         return self.masks.sum(dim=1)
 
     @cached_property
+    def total(self) -> Tensor:
+        """Each map's sum in float64: exact enough for mass ratios, NaN or inf if a value is."""
+        return self.maps.sum(dim=1, dtype=torch.float64)
+
+    @cached_property
     def _sorted(self) -> tuple[Tensor, Tensor]:
         values, order = self.maps.sort(dim=1)
         return values, self.masks.gather(1, order)
@@ -64,7 +69,7 @@ class _Batch:
     @cached_property
     def hits_before(self) -> Tensor:
         """(B, n + 1): number of mask pixels among the i lowest pixels, for i = 0..n."""
-        return F.pad(self.sorted_masks.cumsum(dim=1), (1, 0))
+        return F.pad(self.sorted_masks.cumsum(dim=1, dtype=torch.int32), (1, 0))
 
     @cached_property
     def run_start(self) -> Tensor:
@@ -72,7 +77,7 @@ class _Batch:
         values = self.ascending
         starts = torch.ones_like(values, dtype=torch.bool)
         starts[:, 1:] = values[:, 1:] != values[:, :-1]
-        positions = torch.arange(self.pixels, device=values.device).expand_as(values)
+        positions = torch.arange(self.pixels, dtype=torch.int32, device=values.device).expand_as(values)
         return torch.where(starts, positions, 0).cummax(dim=1).values
 
     def tied_run(self, position: Tensor) -> tuple[Tensor, Tensor]:
@@ -115,9 +120,8 @@ def relevance_rank_accuracy(batch: _Batch) -> Tensor:
 
 def relevance_mass_accuracy(batch: _Batch) -> Tensor:
     """Sum of the map inside the mask over its total sum; NaN where the total is 0."""
-    total = batch.maps.sum(dim=1, dtype=torch.float64)
     inside = torch.where(batch.masks, batch.maps, 0).sum(dim=1, dtype=torch.float64)
-    return torch.where(total != 0, inside / total, torch.nan)
+    return torch.where(batch.total != 0, inside / batch.total, torch.nan)
 
 
 def auc(batch: _Batch) -> Tensor:
@@ -234,7 +238,7 @@ def compute(
     if maps.dtype in (torch.float16, torch.bfloat16):
         maps = maps.float()
     batch = _Batch(maps, masks, k)
-    broken_map = ~batch.maps.isfinite().all(dim=1)
+    broken_map = ~batch.total.isfinite()
     empty_mask = batch.mask_size == 0
     scores = {}
     for metric in chosen:
