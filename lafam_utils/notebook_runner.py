@@ -1,17 +1,22 @@
 """Run the numbered notebooks headlessly with papermill, with one YAML parameter set.
 
     python -m lafam_utils.notebook_runner --params notebooks/params/demo.yaml
+    python -m lafam_utils.notebook_runner --strip      # clear outputs before committing
 
 Each notebook ``notebooks/NN_*.ipynb`` is executed in order with the parameters injected after
 its ``parameters`` cell; the executed copies (with outputs) go to ``runs/<parameter set>/``.
 A failing notebook stops the series with its name and the failing cell's error; the notebooks
-already executed keep their outputs.
+already executed keep their outputs. Relative paths in a parameter set (data roots, output
+folders) are taken from the repository root (``repo_path``), whatever the working directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,34 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 class NotebookFailed(RuntimeError):
     """A notebook of the series raised; the message names it and the failing cell."""
+
+
+def repo_path(path: str | Path) -> Path:
+    """A path from a parameter set: relative paths start at the repository root, absolute ones stay."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def strip_outputs(notebooks: list[Path]) -> list[Path]:
+    """Remove outputs, execution counts and run metadata from ``notebooks`` in place; return those changed."""
+    import nbformat
+
+    changed = []
+    for path in notebooks:
+        original = path.read_text()
+        notebook = nbformat.reads(original, as_version=4)
+        for cell in notebook.cells:
+            cell.metadata.pop("papermill", None)
+            cell.metadata.pop("execution", None)
+            if cell.cell_type == "code":
+                cell.outputs = []
+                cell.execution_count = None
+        notebook.metadata.pop("papermill", None)
+        stripped = nbformat.writes(notebook) + "\n"
+        if stripped != original:
+            path.write_text(stripped)
+            changed.append(path)
+    return changed
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -44,6 +77,21 @@ def numbered_notebooks(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = No
     return notebooks
 
 
+@contextmanager
+def _repository_on_kernel_path() -> Iterator[None]:
+    """Put the repository first on the kernels' PYTHONPATH, so notebooks import this checkout's
+    ``lafam_utils`` whatever the working directory and however the package was installed."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), previous]))
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
 def run_series(
     params_file: str | Path,
     output_dir: str | Path | None = None,
@@ -63,15 +111,16 @@ def run_series(
         target = out / notebook.name
         print(f"running {notebook.name} -> {target}", flush=True)
         try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(target),
-                parameters=params,
-                cwd=str(notebook.parent),
-                kernel_name="python3",
-                progress_bar=False,
-                log_output=log_output,
-            )
+            with _repository_on_kernel_path():
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(target),
+                    parameters=params,
+                    cwd=str(notebook.parent),
+                    kernel_name="python3",
+                    progress_bar=False,
+                    log_output=log_output,
+                )
         except PapermillExecutionError as err:
             raise NotebookFailed(
                 f"{notebook.name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue}\n"
@@ -89,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="folder for executed notebooks (default runs/<set>)")
     parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to run, e.g. 01 05")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    parser.add_argument("--strip", action="store_true", help="clear the outputs of notebooks/NN_*.ipynb and exit")
     args = parser.parse_args(argv)
+    if args.strip:
+        for path in strip_outputs(numbered_notebooks(only=args.only)):
+            print(f"stripped {path.relative_to(REPO_ROOT)}")
+        return 0
     try:
         run_series(args.params, args.output, args.only, log_output=args.log_output)
     except NotebookFailed as err:

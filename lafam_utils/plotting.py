@@ -19,9 +19,22 @@ from torch import Tensor
 
 from .transforms import to_display
 
+MODEL_TITLES = {
+    "resnet50": "ResNet50",
+    "simclr": "SimCLR",
+    "swav": "SwAV",
+    "shapes-supervised": "Shapes supervised",
+    "shapes-simclr": "Shapes SimCLR",
+}
+METHOD_TITLES = {"gradcam": "Grad-CAM", "lafam": "LaFAM", "relax": "RELAX", "eigencam": "EigenCAM"}
 MAP_CMAP = "jet"
 CONTOUR_COLOR = "white"
 _FIGURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def pair_title(model: str, method: str) -> str:
+    """A column title such as "ResNet50\\nGrad-CAM"; unknown names are shown as given."""
+    return f"{MODEL_TITLES.get(model, model)}\n{METHOD_TITLES.get(method, method)}"
 
 
 def _check_image(image: Tensor) -> None:
@@ -158,4 +171,13 @@ def save_figure(fig: Figure, name: str, folder: str | Path, dpi: int = 150) -> t
     return png, pdf
 
 
-__all__ = ["channel_grid", "draw_contour", "overlay", "save_figure", "saliency_grid", "show_image", "show_map"]
+__all__ = [
+    "channel_grid",
+    "draw_contour",
+    "overlay",
+    "pair_title",
+    "saliency_grid",
+    "save_figure",
+    "show_image",
+    "show_map",
+]

@@ -116,3 +116,8 @@ def test_save_figure_rejects_names_that_are_not_plain_stems(name, tmp_path):
     fig, _ = plt.subplots()
     with pytest.raises(ValueError, match="plain file stem"):
         plotting.save_figure(fig, name, tmp_path)
+
+
+def test_pair_title_names_model_and_method():
+    assert plotting.pair_title("resnet50", "gradcam") == "ResNet50\nGrad-CAM"
+    assert plotting.pair_title("my-net", "lafam") == "my-net\nLaFAM"

@@ -1,0 +1,112 @@
+"""The notebook series: committed clean, and executed headlessly with the smoke parameter set."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_notebook
+
+from lafam_utils import notebook_runner
+from lafam_utils.notebook_runner import NOTEBOOKS_DIR, REPO_ROOT, numbered_notebooks, repo_path, run_series, strip_outputs
+
+SERIES = [
+    "01_method_walkthrough.ipynb",
+    "02_qualitative_figures.ipynb",
+    "03_multi_object_scenes.ipynb",
+    "04_misclassification_analysis.ipynb",
+    "05_metrics.ipynb",
+]
+PARAMS_DIR = NOTEBOOKS_DIR / "params"
+
+
+def parameters_cells(notebook: nbformat.NotebookNode) -> list:
+    return [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+
+
+def test_the_series_is_complete_and_in_order():
+    assert [path.name for path in numbered_notebooks()] == SERIES
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_committed_notebook_has_one_parameters_cell_and_no_outputs(name):
+    notebook = nbformat.read(NOTEBOOKS_DIR / name, as_version=4)
+    nbformat.validate(notebook)
+    assert len(parameters_cells(notebook)) == 1
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    assert "papermill" not in notebook.metadata
+
+
+@pytest.mark.parametrize("name", ["demo", "smoke", "paper-voc", "paper-imagenet-s"])
+def test_parameter_sets_only_set_declared_parameters(name):
+    declared = set()
+    for path in numbered_notebooks():
+        source = parameters_cells(nbformat.read(path, as_version=4))[0].source
+        declared |= {line.split("=")[0].strip() for line in source.splitlines() if "=" in line and not line.startswith("#")}
+    params = notebook_runner.load_params(PARAMS_DIR / f"{name}.yaml")
+    assert params["dataset"] in {"synthetic", "voc", "imagenet-s"}
+    assert set(params) <= declared
+
+
+def test_repo_path_resolves_relative_paths_from_the_repository_root(tmp_path):
+    assert repo_path("figures") == REPO_ROOT / "figures"
+    assert repo_path(tmp_path) == tmp_path
+
+
+def test_strip_outputs_clears_outputs_and_counts(tmp_path):
+    cell = new_code_cell("1 + 1", execution_count=3, outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)])
+    cell.metadata["papermill"] = {"duration": 1.0}
+    notebook = new_notebook(cells=[cell], metadata={"papermill": {"parameters": {}}})
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(notebook, path)
+    assert strip_outputs([path]) == [path]
+    stripped = nbformat.read(path, as_version=4)
+    assert stripped.cells[0].outputs == [] and stripped.cells[0].execution_count is None
+    assert "papermill" not in stripped.metadata and "papermill" not in stripped.cells[0].metadata
+    assert strip_outputs([path]) == []
+
+
+def test_a_failing_notebook_stops_the_series_with_its_name_and_error(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name, source in [("01_ok.ipynb", "x = 1"), ("02_bad.ipynb", "raise ValueError('no images')"), ("03_never.ipynb", "")]:
+        nbformat.write(new_notebook(cells=[new_code_cell(source)]), folder / name)
+    params = tmp_path / "p.yaml"
+    params.write_text("{}")
+    with pytest.raises(notebook_runner.NotebookFailed, match=r"02_bad\.ipynb failed .*ValueError: no images"):
+        run_series(params, tmp_path / "out", notebooks_dir=folder)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["01_ok.ipynb", "02_bad.ipynb"]
+
+
+def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
+    params = yaml.safe_load((PARAMS_DIR / "smoke.yaml").read_text())
+    params.update(figures_dir=str(tmp_path / "figures"), results_dir=str(tmp_path / "results"))
+    params_file = tmp_path / "smoke.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+
+    executed = run_series(params_file, tmp_path / "runs")
+
+    assert [path.name for path in executed] == SERIES
+    for path in executed:
+        notebook = nbformat.read(path, as_version=4)
+        errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors
+    figures = {path.name for path in (tmp_path / "figures").iterdir()}
+    stems = [
+        "walkthrough_channels",
+        "walkthrough_steps",
+        "walkthrough_methods",
+        "walkthrough_explorer",
+        "fig1_qualitative",
+        "fig2_multi_object",
+        "fig3_misclassified",
+        "fig5_metric_distributions",
+        "fig6_seconds_per_image",
+    ]
+    assert figures == {f"{stem}_synthetic.{ext}" for stem in stems for ext in ("png", "pdf")}
+    results = tmp_path / "results"
+    assert (results / "multi_object_coverage_synthetic.csv").is_file()
+    assert (results / "correct_vs_wrong_synthetic.csv").is_file()
+    assert next(results.glob("synthetic_paper_*/summary.md")).read_text().startswith("| Metric |")
