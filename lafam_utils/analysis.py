@@ -56,10 +56,11 @@ def open_dataset(
     images_root: str | None = None,
     n_images: int | None = None,
     seed: int = 0,
+    image_size: int = 224,
 ) -> Dataset:
     """The images a notebook uses: ``subset`` "paper" | "multi" | "hard" of ``dataset``.
 
-    Synthetic: ``n_images`` images of the matching split (64 when None). VOC / ImageNet-S: the
+    Synthetic: ``n_images`` images of side ``image_size`` of the matching split (64 when None). VOC / ImageNet-S: the
     loader's subset ("hard" means the paper subset; a notebook picks the failures itself), reduced
     to ``n_images`` indices drawn with ``seed`` (kept in dataset order); None keeps all.
     """
@@ -68,7 +69,9 @@ def open_dataset(
     if dataset == "synthetic":
         from .synthetic import SyntheticShapes
 
-        return SyntheticShapes(64 if n_images is None else n_images, split=SYNTHETIC_SPLITS[subset], seed=seed)
+        return SyntheticShapes(
+            64 if n_images is None else n_images, split=SYNTHETIC_SPLITS[subset], seed=seed, size=image_size
+        )
     if data_root is None:
         raise ValueError(f"dataset {dataset!r} needs data_root (see the parameter sets in notebooks/params)")
     from . import datasets
