@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
+import stat
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,10 @@ VOC_CLASSES = (
 """VOC 2012 class names; the position is the class id in SegmentationClass masks."""
 VOC_IGNORE = 255
 IMAGENET_S_IGNORE = 1000
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+VAL_IMAGE = re.compile(r"(ILSVRC2012_val_\d{8})(?:_(n\d{8}))?\.(?:jpe?g|png)", re.IGNORECASE)
+"""An ImageNet validation file name: the id, then optionally its wnid (as in the Hugging Face copy)."""
 CACHE_VERSION = 1
+RESOURCES = Path(__file__).with_name("resources")
 UNREADABLE = (OSError, SyntaxError, ValueError)
 """What Pillow raises for a corrupt or truncated file."""
 
@@ -56,13 +59,13 @@ class DataFileError(ValueError):
 @functools.cache
 def imagenet_wnids() -> tuple[str, ...]:
     """The 1000 ImageNet-1k wnids; the position is the class index of torchvision's classifiers."""
-    return tuple(resources.files(__package__).joinpath("resources/imagenet_wnids.txt").read_text().split())
+    return tuple((RESOURCES / "imagenet_wnids.txt").read_text().split())
 
 
 @functools.cache
 def imagenet_s_wnids() -> tuple[str, ...]:
     """The 919 ImageNet-S wnids (sorted); wnid i - 1 is class id i in ImageNet-S masks."""
-    return tuple(resources.files(__package__).joinpath("resources/imagenet_s919_wnids.txt").read_text().split())
+    return tuple((RESOURCES / "imagenet_s919_wnids.txt").read_text().split())
 
 
 @functools.cache
@@ -126,13 +129,13 @@ def _load_image(path: Path, mask_size: tuple[int, int], mask: Path) -> Image.Ima
     return image
 
 
-def _stat(path: Path | None) -> tuple[int, int] | None:
-    """(size, mtime in ns) of a file, or None if it does not exist."""
+def _stat(path: str) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a file, or None if there is no such file."""
     try:
-        st = path.stat() if path is not None else None
+        status = os.stat(path)
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns) if st is not None and path.is_file() else None
+    return (status.st_size, status.st_mtime_ns) if stat.S_ISREG(status.st_mode) else None
 
 
 class SegmentationDataset(Dataset):
@@ -159,7 +162,7 @@ class SegmentationDataset(Dataset):
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
         self.size, self.read_labels, self.class_names = size, read_labels, tuple(class_names)
-        rows = _index(entries, self._read_facts, cache_files)
+        rows = self._classify(_index(entries, self._read_facts, cache_files))
         ok = rows["error"] == ""
         self.skipped = rows.loc[~ok, ["id", "error"]].rename(columns={"error": "reason"}).reset_index(drop=True)
         self.full_table = self._describe(rows[ok].drop(columns="error"))
@@ -182,31 +185,32 @@ class SegmentationDataset(Dataset):
         return self.subsets[subset]
 
     def _read_facts(self, mask: Path, image: Path) -> dict[str, Any]:
-        """Object classes, their pixel counts and the mask size of one image (the index's only read)."""
+        """The label values in one mask, their pixel counts and its size (the index's only read)."""
         labels = self.read_labels(mask)
         _check_sizes(mask, labels.shape[::-1], _image_size(image))
-        counts = np.bincount(labels.ravel(), minlength=len(self.class_names))
-        ids = np.flatnonzero(counts)
-        bad = [i for i in ids.tolist() if i >= len(self.class_names) and i != self.ignore]
-        if bad:
-            raise DataFileError(
-                f"{mask}: expected class ids 0..{len(self.class_names) - 1} or {self.ignore} (ignore), got {bad}"
-            )
-        objects = ids[(ids > 0) & (ids != self.ignore)]
-        return {
-            "class_ids": objects.tolist(),
-            "class_pixels": counts[objects].tolist(),
-            "height": labels.shape[0],
-            "width": labels.shape[1],
-        }
+        counts = np.bincount(labels.ravel())
+        values = np.flatnonzero(counts)
+        return {"values": values.tolist(), "pixels": counts[values].tolist(), "height": labels.shape[0], "width": labels.shape[1]}
+
+    def _classify(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Object classes (``class_ids``, ``class_pixels``) from each mask's label values; a value
+        that is neither a class, the background nor the ignore label makes the row an error."""
+        class_ids, class_pixels, errors = [], [], []
+        for values, pixels, mask, error in zip(rows["values"], rows["pixels"], rows["mask_path"], rows["error"]):
+            histogram = dict(zip(map(int, values), map(int, pixels))) if not error else {}
+            bad = [v for v in histogram if v >= len(self.class_names) and v != self.ignore]
+            if bad:
+                error = f"{mask}: expected class ids 0..{len(self.class_names) - 1} or {self.ignore} (ignore), got {bad}"
+            objects = [v for v in histogram if 0 < v < len(self.class_names)]
+            class_ids.append(tuple(objects))
+            class_pixels.append(tuple(histogram[v] for v in objects))
+            errors.append(error)
+        return rows.drop(columns=["values", "pixels"]).assign(class_ids=class_ids, class_pixels=class_pixels, error=errors)
 
     def _describe(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The index table: ``dataset_idx`` (position among all entries), ``id``, ``labels`` (class
-        names), ``class_ids``, ``class_pixels``, mask ``height`` and ``width``, file paths."""
-        table = rows.copy()
-        for column in ("class_ids", "class_pixels"):
-            table[column] = table[column].map(lambda values: tuple(int(v) for v in values))
-        table = table.astype({"height": int, "width": int})
+        names), file paths, ``class_ids``, ``class_pixels``, mask ``height`` and ``width``."""
+        table = rows.astype({"height": int, "width": int})
         table.insert(2, "labels", table["class_ids"].map(lambda ids: tuple(self.class_names[i] for i in ids)))
         return table
 
@@ -246,6 +250,8 @@ def _cache_files(data_dir: Path, name: str, cache_dir: str | Path | None) -> lis
 
 
 STAT_COLUMNS = ["mask_path", "mask_size", "mask_mtime", "image_path", "image_size", "image_mtime"]
+FACT_COLUMNS = ["values", "pixels", "height", "width", "error"]
+NO_FACTS = {"values": [], "pixels": [], "height": 0, "width": 0}
 
 
 def _read_cache(cache_files: Sequence[Path]) -> dict[tuple, dict[str, Any]]:
@@ -281,20 +287,20 @@ def _index(entries: pd.DataFrame, read_facts: Callable[[Path, Path], dict], cach
     cached = _read_cache(cache_files)
     rows, to_read = [], []
     for entry in entries.to_dict("records"):
-        mask, image = Path(entry["mask_path"]), entry["image_path"] and Path(entry["image_path"])
-        mask_stat, image_stat = _stat(mask), _stat(image or None)
+        mask, image = entry["mask_path"], entry["image_path"]
+        mask_stat, image_stat = _stat(mask), _stat(image) if image else None
         if entry.get("error"):
-            row = entry
+            row = {**entry, **NO_FACTS}
         elif mask_stat is None:
-            row = {**entry, "error": f"{mask}: mask missing; expected it for the image {image or entry['id']}"}
+            row = {**entry, **NO_FACTS, "error": f"{mask}: mask missing; expected it for the image {image or entry['id']}"}
         elif image_stat is None:
             expected = image or entry.get("expected_image", "its image")
-            row = {**entry, "error": f"{expected}: image missing; expected it for the mask {mask}"}
+            row = {**entry, **NO_FACTS, "error": f"{expected}: image missing; expected it for the mask {mask}"}
         else:
-            key = (str(mask), *mask_stat, str(image), *image_stat)
+            key = (mask, *mask_stat, image, *image_stat)
             row = {**entry, **dict(zip(STAT_COLUMNS, key))}
             if key in cached:
-                row |= {k: cached[key][k] for k in ("class_ids", "class_pixels", "height", "width", "error")}
+                row |= {k: cached[key][k] for k in FACT_COLUMNS}
             else:
                 to_read.append(row)
         rows.append(row)
@@ -303,17 +309,15 @@ def _index(entries: pd.DataFrame, read_facts: Callable[[Path, Path], dict], cach
         try:
             row |= read_facts(Path(row["mask_path"]), Path(row["image_path"])) | {"error": ""}
         except DataFileError as error:
-            row |= {"class_ids": [], "class_pixels": [], "height": 0, "width": 0, "error": str(error)}
+            row |= NO_FACTS | {"error": str(error)}
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         list(pool.map(read, to_read))
     table = pd.DataFrame(rows)
     readable = table[table["mask_size"].notna()] if "mask_size" in table else table.iloc[:0]
     if to_read or len(readable) != len(cached):
-        columns = [*STAT_COLUMNS, "class_ids", "class_pixels", "height", "width", "error"]
-        _write_cache(readable[columns].astype({c: "int64" for c in STAT_COLUMNS[1:3] + STAT_COLUMNS[4:]}), cache_files)
+        _write_cache(readable[STAT_COLUMNS + FACT_COLUMNS].astype({c: "int64" for c in STAT_COLUMNS[1:3] + STAT_COLUMNS[4:]}), cache_files)
     table = table.drop(columns=[c for c in (*STAT_COLUMNS[1:3], *STAT_COLUMNS[4:], "expected_image") if c in table])
-    table["error"] = table["error"].fillna("")
     table.insert(0, "dataset_idx", range(len(table)))
     return table
 
@@ -402,17 +406,21 @@ IMAGENET_S_LAYOUT = """  masks_root/validation-segmentation/<wnid>/ILSVRC2012_va
   images_root/ILSVRC2012_val_XXXXXXXX.JPEG  or  images_root/<wnid>/ILSVRC2012_val_XXXXXXXX.JPEG"""
 
 
-def find_imagenet_val_images(images_root: Path) -> dict[str, Path]:
-    """ImageNet validation images under ``images_root``, flat or one folder deep: id -> path."""
+def _sorted_entries(folder: str | Path) -> list[os.DirEntry]:
+    return sorted(os.scandir(folder), key=lambda entry: entry.name)
+
+
+def find_imagenet_val_images(images_root: Path) -> dict[str, tuple[str, str]]:
+    """ImageNet validation images under ``images_root``, flat or one folder deep: id -> (path, wnid),
+    the wnid from the file name (``ILSVRC2012_val_00000001_n01751748.JPEG``) or the folder, else ""."""
     if not images_root.is_dir():
         raise _missing(images_root, "the folder of the ImageNet-1k validation images", IMAGENET_S_LAYOUT)
-    found: dict[str, Path] = {}
-    for entry in sorted(os.scandir(images_root), key=lambda e: e.name):
-        paths = sorted(os.scandir(entry.path), key=lambda e: e.name) if entry.is_dir() else [entry]
-        for path in paths:
-            stem, suffix = os.path.splitext(path.name)
-            if stem.startswith("ILSVRC2012_val_") and suffix.lower() in IMAGE_SUFFIXES:
-                found.setdefault(stem, Path(path.path))
+    found: dict[str, tuple[str, str]] = {}
+    for entry in _sorted_entries(images_root):
+        folder = entry.name if entry.is_dir() else ""
+        for file in _sorted_entries(entry.path) if folder else [entry]:
+            if match := VAL_IMAGE.fullmatch(file.name):
+                found.setdefault(match[1], (file.path, match[2] or folder))
     if not found:
         raise FileNotFoundError(
             f"found no ILSVRC2012_val_*.JPEG under {images_root}; expected the ImageNet-1k validation images:\n{IMAGENET_S_LAYOUT}"
@@ -427,8 +435,9 @@ class ImageNetS(SegmentationDataset):
     class id besides 0 and 1000: 11,294 of 12,419), ``"multi"`` (exactly two), ``None`` or a
     function of the index table. The mask of a class is the pixels with its id; ignore pixels
     (1000) count as background. Items also carry ``"wnid"`` and ``"imagenet_class"``, the image's
-    ground-truth ImageNet-1k class (its index in torchvision's classifiers): from the image's
-    folder when the images lie in per-wnid folders, else from the mask's folder.
+    ground-truth ImageNet-1k class (its index in torchvision's classifiers): from the image's file
+    name (``ILSVRC2012_val_00000001_n01751748.JPEG``) or per-wnid folder where they give one, else
+    from the mask's folder (which for five classes ImageNet-S merged is the merged class).
     """
 
     subsets = {"paper": filters.imagenet_s_paper, "multi": filters.multi_object}
@@ -450,18 +459,18 @@ class ImageNetS(SegmentationDataset):
         images = find_imagenet_val_images(images_root)
         known = set(imagenet_wnids())
         rows = []
-        for mask in sorted(segmentation.glob("*/*.png")):
-            image = images.get(mask.stem)
-            folder = mask.parent.name
-            wnid = image.parent.name if image is not None and image.parent.name in known else folder
+        folders = [entry for entry in _sorted_entries(segmentation) if entry.is_dir()]
+        for folder, mask in ((f, m) for f in folders for m in _sorted_entries(f.path) if m.name.endswith(".png")):
+            item_id = mask.name.removesuffix(".png")
+            image, image_wnid = images.get(item_id, ("", ""))
             rows.append(
                 {
-                    "id": mask.stem,
-                    "mask_path": str(mask),
-                    "image_path": str(image) if image is not None else "",
-                    "expected_image": str(images_root / f"{mask.stem}.JPEG"),
-                    "wnid": wnid,
-                    "error": "" if folder in known else f"{mask}: expected it in a folder named by an ImageNet wnid, got {folder!r}",
+                    "id": item_id,
+                    "mask_path": mask.path,
+                    "image_path": image,
+                    "expected_image": os.path.join(images_root, f"{item_id}.JPEG"),
+                    "wnid": image_wnid if image_wnid in known else folder.name,
+                    "error": "" if folder.name in known else f"{mask.path}: expected it in a folder named by an ImageNet wnid, got {folder.name!r}",
                 }
             )
         if not rows:

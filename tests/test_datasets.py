@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -202,11 +203,11 @@ def count_mask_reads(monkeypatch, name: str) -> list[Path]:
 
 def test_index_is_cached_and_refreshed_per_changed_file(voc_root, monkeypatch):
     reads = count_mask_reads(monkeypatch, "read_voc_labels")
-    VOC2012(voc_root, subset=None)
+    first = VOC2012(voc_root, subset=None).full_table
     assert len(reads) == len(VOC_OBJECTS)
     assert list((voc_root / "VOCdevkit/VOC2012").glob(".lafam_index*"))  # next to the data
     reads.clear()
-    VOC2012(voc_root, subset=None)
+    pd.testing.assert_frame_equal(VOC2012(voc_root, subset=None).full_table, first)
     assert reads == []  # second build: nothing reread
     mask = voc_root / "VOCdevkit/VOC2012/SegmentationClass/2007_000004.png"
     save_palette_png(voc_labels(33, 45, (9, slice(5, 20), slice(5, 30))), mask)
@@ -358,6 +359,12 @@ def test_imagenet_ground_truth_class(tmp_path):
     nested = ImageNetS(masks_root, images_root, subset=None)
     assert nested.table["imagenet_class"].tolist() == [0, 1, wnids.index("n04356056")]
     assert nested.table["labels"].tolist() == flat.table["labels"].tolist()
+    # file names with the wnid, as in the Hugging Face copy of ImageNet
+    masks_root, images_root = write_imagenet_s(tmp_path / "named")
+    (images_root / "ILSVRC2012_val_00000003.png").rename(images_root / "ILSVRC2012_val_00000003_n04356056.png")
+    named = ImageNetS(masks_root, images_root, subset=None)
+    assert named.table["imagenet_class"].tolist() == [0, 1, wnids.index("n04356056")]
+    assert named.table["imagenet_label"].tolist() == ["tench", "goldfish", "sunglasses"]
 
 
 def test_imagenet_s_bad_files_are_skipped(imagenet_s):
@@ -393,12 +400,12 @@ def test_imagenet_s_layout_errors(imagenet_s, tmp_path):
 def test_imagenet_s_index_cache(imagenet_s, monkeypatch):
     masks_root, images_root = imagenet_s
     reads = count_mask_reads(monkeypatch, "read_imagenet_s_labels")
-    ImageNetS(masks_root, images_root)
+    first = ImageNetS(masks_root, images_root).full_table
     assert len(reads) == 3 and list(masks_root.glob(".lafam_index*"))
     reads.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ImageNetS(masks_root, images_root)
+        pd.testing.assert_frame_equal(ImageNetS(masks_root, images_root).full_table, first)
     assert reads == []
     removed = masks_root / "validation-segmentation" / GOLDFISH / "ILSVRC2012_val_00000002.png"
     removed.unlink()
