@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ PAPER_PAIRS: tuple[Pair, ...] = (
 )
 METRIC_NAMES = tuple(METRICS)
 ID_COLUMNS = ("dataset", "index", "id", "labels", "model", "method", "prediction", "seconds")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CHUNKS = "chunks"
 MANIFEST = "run.json"
 
@@ -78,7 +80,7 @@ def _load_item(dataset: Any, index: int) -> _Item:
         return _Item(index, error=_describe(error))
 
 
-def _dist_info(device: str) -> tuple[int, int, bool]:
+def _dist_info(device: torch.device) -> tuple[int, int, bool]:
     """(rank, world size, whether this call started the process group) from torch.distributed or torchrun's env."""
     import torch.distributed as dist
 
@@ -86,7 +88,7 @@ def _dist_info(device: str) -> tuple[int, int, bool]:
         return dist.get_rank(), dist.get_world_size(), False
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        dist.init_process_group("nccl" if torch.device(device).type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return dist.get_rank(), world, True
     return 0, 1, False
 
@@ -195,7 +197,8 @@ class _Runner:
 
         return load_model(name).to(self.device).eval()
 
-    def batch(self, items: list[_Item]) -> _Batch:
+    def stack(self, items: list[_Item]) -> _Batch:
+        """Stack the loaded items' images and masks on the device."""
         loaded = [item for item in items if not item.error]
         if not loaded:
             return _Batch(items, loaded, None, None)
@@ -315,8 +318,11 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     pairs = [tuple(pair) for pair in pairs]
-    if not pairs or any(len(pair) != 2 or not all(isinstance(s, str) for s in pair) for pair in pairs):
-        raise ValueError(f"pairs must be a non-empty list of (model_name, method_name) string pairs, got {pairs!r}")
+    if not pairs or any(len(pair) != 2 or not all(isinstance(s, str) and NAME.fullmatch(s) for s in pair) for pair in pairs):
+        raise ValueError(
+            f"pairs must be a non-empty list of (model_name, method_name) pairs of names made of letters, "
+            f"digits, '.', '-' and '_' (they name the chunk files), got {pairs!r}"
+        )
     if len(set(pairs)) != len(pairs):
         raise ValueError(f"pairs must not repeat, got {pairs!r}")
     metric_names = tuple(metric.name for metric in select(metrics))
@@ -328,7 +334,7 @@ def evaluate(
     results_dir = Path(results_dir)
     (results_dir / CHUNKS).mkdir(parents=True, exist_ok=True)
 
-    rank, world, started_group = _dist_info(str(device))
+    rank, world, started_group = _dist_info(device)
     try:
         if world > 1 and device.type == "cuda" and device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
@@ -357,7 +363,7 @@ def evaluate(
             with tqdm(total=total, unit="img", desc=f"rank {rank}", position=rank, disable=not progress) as bar:
                 for batch, batch_pairs in todo.items():
                     indices = range(batch * batch_size, min((batch + 1) * batch_size, n_items))
-                    loaded = runner.batch([_load_item(dataset, i) for i in indices])
+                    loaded = runner.stack([_load_item(dataset, i) for i in indices])
                     for pair in batch_pairs:
                         _write_atomic(runner.rows(pair, loaded, dataset_name), chunk_path(results_dir, pair, batch))
                         bar.update(len(indices))

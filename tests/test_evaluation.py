@@ -177,6 +177,7 @@ def test_torchrun_two_processes_equal_single_process(reference, tmp_path):
     [
         ({"dataset": ToyDataset(n=0)}, "at least one item"),
         ({"pairs": [("toynet",)]}, "model_name, method_name"),
+        ({"pairs": [("toy/net", "lafam")]}, "name the chunk files"),
         ({"pairs": [("toynet", "lafam"), ("toynet", "lafam")]}, "must not repeat"),
         ({"metrics": ["IoU"]}, "unknown or no metrics"),
         ({"batch_size": 0}, "positive integer"),
