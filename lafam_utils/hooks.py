@@ -2,7 +2,9 @@
 
 ``capture`` is a context manager that registers forward hooks on entry and always removes them
 on exit, also when the forward raises. With ``stop=True`` the forward is cut short once every
-requested layer has produced its output, so the layers after it are never computed.
+requested layer has produced its output, so the layers after it are never computed. With
+``start_graph=True`` the autograd graph starts at the layer: run the forward under
+``torch.no_grad()`` and only the layers after it record a graph (what Grad-CAM needs).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import difflib
 from collections.abc import Iterable
 from types import TracebackType
 
+import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
@@ -59,6 +62,9 @@ class capture:  # noqa: N801 - used as a function-like context manager
 
     ``gradients=True`` also records, in ``rec.gradients``, the gradient flowing into each output
     during a later backward pass. ``stop=True`` ends the forward once all outputs are recorded.
+    ``start_graph=True`` records each output as a fresh autograd leaf and switches grad mode on
+    from there, so under ``torch.no_grad()`` only the later layers build a graph and
+    ``torch.autograd.grad(score, rec.outputs[name])`` is cheap; the grad mode is restored on exit.
     """
 
     def __init__(
@@ -68,6 +74,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
         *,
         gradients: bool = False,
         stop: bool = False,
+        start_graph: bool = False,
     ) -> None:
         specs = [layers] if isinstance(layers, (str, nn.Module)) else list(layers)
         if not specs:
@@ -76,25 +83,32 @@ class capture:  # noqa: N801 - used as a function-like context manager
         self.modules = {layer_name(model, s): find_layer(model, s) for s in specs}
         self.gradients_requested = gradients
         self.stop = stop
+        self.start_graph = start_graph
         self.outputs: dict[str, Tensor] = {}
         self.gradients: dict[str, Tensor] = {}
         self._handles: list[RemovableHandle] = []
 
     def _hook(self, name: str):
-        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
             if not isinstance(output, Tensor):
                 raise TypeError(f"layer {name!r} returned {type(output).__name__}, expected a Tensor")
+            if self.start_graph:
+                torch.set_grad_enabled(True)
+                output = output.detach().requires_grad_()
             self.outputs[name] = output
             if self.gradients_requested and output.requires_grad:
                 output.register_hook(lambda grad: self.gradients.__setitem__(name, grad))
             if self.stop and len(self.outputs) == len(self.modules):
                 raise _StopForward
+            # a non-leaf copy goes on, so in-place ops after the layer (``out += identity``) stay legal
+            return output.clone() if self.start_graph else None
 
         return hook
 
     def __enter__(self) -> capture:
         self.outputs.clear()
         self.gradients.clear()
+        self._grad_mode = torch.is_grad_enabled()
         try:
             for name, module in self.modules.items():
                 self._handles.append(module.register_forward_hook(self._hook(name)))
@@ -110,6 +124,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
         tb: TracebackType | None,
     ) -> bool:
         self._remove()
+        torch.set_grad_enabled(self._grad_mode)
         return exc_type is _StopForward
 
     def _remove(self) -> None:

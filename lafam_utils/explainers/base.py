@@ -65,7 +65,7 @@ class Explainer(ABC):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec = "layer4",
+        layer: LayerSpec | None = "layer4",
         upsample: Upsample = "nearest",
         threshold: float | None = None,
     ) -> None:
@@ -75,7 +75,8 @@ class Explainer(ABC):
             raise ValueError(f"threshold must lie in [0, 1] or be None, got {threshold}")
         self.model = model
         self.layer = layer
-        find_layer(model, layer)
+        if layer is not None:  # None: methods that explain the whole model (RELAX)
+            find_layer(model, layer)
         self.upsample = upsample
         self.threshold = threshold
 

@@ -1,0 +1,66 @@
+"""Grad-CAM (Selvaraju et al.): class-specific maps from the gradient of the class score."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ..hooks import capture, layer_name
+from .base import Explainer, check_feature_map
+
+Target = int | Sequence[int] | Tensor | None
+
+
+def resolve_targets(target: Target, logits: Tensor) -> Tensor:
+    """(B,) class indices: the argmax of ``logits`` for None, else ``target`` checked and broadcast."""
+    batch, n_classes = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    targets = torch.as_tensor(target, device=logits.device)
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {targets.dtype}")
+    if targets.ndim == 0:
+        targets = targets.expand(batch)
+    if targets.shape != (batch,):
+        raise ValueError(f"target must be an int or hold one class per image, shape ({batch},); got {tuple(targets.shape)}")
+    outside = (targets < 0) | (targets >= n_classes)
+    if outside.any():
+        raise ValueError(f"target {targets[outside].tolist()} outside the class range [0, {n_classes})")
+    return targets.long()
+
+
+class GradCAM(Explainer):
+    """``M = Up(N(ReLU(sum_k w_k A^k)))`` with ``w_k`` the spatial mean of ``d y_c / d A^k``.
+
+    ``explainer(x, target=None)``: ``target`` None explains each image's predicted class (the
+    argmax of the model's output), an int or a (B,) tensor of class indices otherwise. After each
+    call ``explainer.targets`` (B,) holds the explained classes and ``explainer.logits`` (B, n) the
+    model's output. The forward runs under ``torch.no_grad()`` up to the layer; only the layers
+    after it record a graph, and only ``d y_c / d A`` is computed (``torch.autograd.grad``): no
+    parameter ``.grad`` changes, ``requires_grad`` flags are untouched, and it works inside a
+    caller's ``torch.no_grad()``.
+    """
+
+    targets: Tensor | None = None
+    logits: Tensor | None = None
+
+    def layer_maps(self, x: Tensor, target: Target = None) -> Tensor:
+        name = layer_name(self.model, self.layer)
+        with torch.no_grad(), capture(self.model, name, start_graph=True) as rec:
+            logits = self.model(x)
+        if name not in rec.outputs:
+            raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass of {type(self.model).__name__}")
+        acts = rec.outputs[name]
+        check_feature_map(acts, self.layer)
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ValueError(f"Grad-CAM needs a model returning (B, n_classes) scores, got {shape}")
+        self.logits = logits.detach()
+        self.targets = resolve_targets(target, self.logits)
+        with torch.enable_grad():  # also inside a caller's no_grad
+            score = logits.gather(1, self.targets[:, None]).sum()  # images are independent: one backward
+        (grads,) = torch.autograd.grad(score, acts)
+        weights = grads.mean(dim=(2, 3))
+        return torch.einsum("bc,bchw->bhw", weights, acts.detach()).relu()
