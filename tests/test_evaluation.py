@@ -248,3 +248,10 @@ def test_quantus_backend_is_passed_through(tmp_path):
     rows = table[table.model == "toyenc"]
     for name in chosen:
         np.testing.assert_allclose(rows[name].to_numpy(), expected[name].numpy(), rtol=1e-12)
+
+
+def test_progress_bar_counts_images_and_quiet_mode_prints_nothing(tmp_path, capsys):
+    run(tmp_path / "loud", ToyDataset(n=4), progress=True)
+    assert "12/12" in capsys.readouterr().err  # 4 images x 3 pairs
+    run(tmp_path / "quiet", ToyDataset(n=4), progress=False)
+    assert capsys.readouterr().err == ""
