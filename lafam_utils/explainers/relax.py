@@ -1,0 +1,145 @@
+"""RELAX (Wickstrøm et al.): explain an encoder's embedding by masking parts of the image.
+
+A region matters when hiding it moves the embedding: for random keep-masks ``m``, the score
+``s = cos(f(x), f(x * m))`` is averaged over the masks that kept each region.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .base import Explainer, Upsample
+
+Variant = Literal["paper", "original"]
+DEFAULT_MASKS = {"paper": 2048, "original": 3000}
+AUTO_BATCH_PIXELS = 64 * 224 * 224  # masked images per forward: 64 at 224x224 (ResNet50 peak ~2 GB)
+WEIGHT_FLOOR = 1e-10  # the reference's initial sum of weights: a never-kept region scores 0, not NaN
+
+
+class RELAX(Explainer):
+    """``R = sum_m s_m m / (sum_m m + eps)``, ``s_m = cos(f(x), f(x * m))``, then ``M = Up(N(R))``.
+
+    ``variant="paper"`` (default, the LaFAM paper's setup): ``n_masks=2048`` Bernoulli(``p``)
+    keep-masks on a ``cells`` x ``cells`` grid, nearest-upsampled; ``R`` lives on the grid.
+    ``variant="original"`` (Wickstrøm et al.): ``n_masks=3000`` grids upsampled bilinearly to
+    ``cells + 1`` cells and cropped at a random shift of up to one cell (RISE's soft masks);
+    ``R`` lives at the image's resolution.
+
+    After each call ``importance`` (R), ``uncertainty`` (the masks' weighted variance of ``s``,
+    ``sum_m m (s_m - R)^2 / sum_m m``) and ``u_relax`` (R where the uncertainty is at most its
+    per-image median, else 0) hold the raw (B, h, w) maps. The same ``seed`` gives the same masks
+    and bit-identical maps; every image of a batch gets the same masks. ``batch_size`` masked
+    images go through the encoder at once (None: about 64 at 224x224, scaled by the image area),
+    several images' masks share a forward when ``n_masks`` fits. ``progress=True`` shows a bar.
+    The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_masks: int | None = None,
+        cells: int = 7,
+        p: float = 0.5,
+        batch_size: int | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        variant: Variant = "paper",
+        upsample: Upsample = "nearest",
+        threshold: float | None = None,
+    ) -> None:
+        super().__init__(encoder, layer=None, upsample=upsample, threshold=threshold)
+        if variant not in DEFAULT_MASKS:
+            raise ValueError(f"variant must be one of {tuple(DEFAULT_MASKS)}, got {variant!r}")
+        n_masks = DEFAULT_MASKS[variant] if n_masks is None else n_masks
+        check_positive_int("n_masks", n_masks)
+        check_positive_int("cells", cells)
+        if batch_size is not None:
+            check_positive_int("batch_size", batch_size)
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"p (the probability of keeping a cell) must lie in (0, 1], got {p}")
+        self.variant, self.n_masks, self.cells, self.p = variant, n_masks, cells, p
+        self.batch_size, self.seed, self.progress = batch_size, seed, progress
+        self.importance: Tensor | None = None
+        self.uncertainty: Tensor | None = None
+        self.u_relax: Tensor | None = None
+
+    def sample_grids(self, size: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor]:
+        """The (n_masks, cells, cells) keep-grids and, for the original variant, (n_masks, 2) shifts."""
+        generator = torch.Generator().manual_seed(self.seed)
+        grids = (torch.rand(self.n_masks, self.cells, self.cells, generator=generator) < self.p).float()
+        cell = [math.ceil(side / self.cells) for side in size]
+        shifts = torch.stack([torch.randint(0, c, (self.n_masks,), generator=generator) for c in cell], dim=1)
+        return grids.to(device), shifts.to(device)
+
+    def masks(self, grids: Tensor, shifts: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """(n, H, W) masks to multiply the image with, and the (n, h, w) weights to average over."""
+        if self.variant == "paper":
+            return F.interpolate(grids[:, None], size=size, mode="nearest")[:, 0], grids
+        cell = [math.ceil(side / self.cells) for side in size]
+        big = [(self.cells + 1) * c for c in cell]
+        smooth = F.interpolate(grids[:, None], size=big, mode="bilinear", align_corners=False)[:, 0]
+        rows = shifts[:, :1] + torch.arange(size[0], device=grids.device)
+        cols = shifts[:, 1:] + torch.arange(size[1], device=grids.device)
+        index = torch.arange(len(grids), device=grids.device)[:, None, None]
+        masks = smooth[index, rows[:, :, None], cols[:, None, :]]
+        return masks, masks
+
+    def embed(self, images: Tensor) -> Tensor:
+        """The encoder's (B, D) embeddings; anything else is a clear error."""
+        embeddings = self.model(images)
+        if not isinstance(embeddings, Tensor) or embeddings.ndim != 2 or len(embeddings) != len(images):
+            shape = tuple(embeddings.shape) if isinstance(embeddings, Tensor) else type(embeddings).__name__
+            raise ValueError(f"RELAX needs an encoder returning (B, D) embeddings for {len(images)} images, got {shape}")
+        return embeddings.float()
+
+    def layer_maps(self, x: Tensor) -> Tensor:
+        size = tuple(x.shape[-2:])
+        grids, shifts = self.sample_grids(size, x.device)
+        per_forward = self.batch_size or max(1, AUTO_BATCH_PIXELS // (size[0] * size[1]))
+        masks_per_forward = min(self.n_masks, per_forward)
+        images_per_forward = max(1, per_forward // self.n_masks)
+        resolution = (self.cells, self.cells) if self.variant == "paper" else size
+        importance, uncertainty = [], []
+        with torch.no_grad(), tqdm(total=len(x) * self.n_masks, desc="RELAX", unit="mask", disable=not self.progress) as bar:
+            for images in x.split(images_per_forward):
+                reference = self.embed(images)
+                weight = torch.full(resolution, WEIGHT_FLOOR, device=x.device)
+                mean = spread = torch.zeros(len(images), *resolution, device=x.device)
+                for start in range(0, self.n_masks, masks_per_forward):
+                    stop = start + masks_per_forward
+                    image_masks, weights = self.masks(grids[start:stop], shifts[start:stop], size)
+                    masked = (images[:, None] * image_masks[None, :, None].to(images.dtype)).flatten(0, 1)
+                    embeddings = self.embed(masked).view(len(images), len(weights), -1)
+                    scores = F.cosine_similarity(reference[:, None], embeddings, dim=2)
+                    weight, mean, spread = weighted_update(weight, mean, spread, scores, weights)
+                    bar.update(scores.numel())
+                importance.append(mean)
+                uncertainty.append(spread / weight)
+        self.importance, self.uncertainty = torch.cat(importance), torch.cat(uncertainty)
+        median = self.uncertainty.flatten(1).median(dim=1).values
+        self.u_relax = self.importance * (self.uncertainty <= median[:, None, None])
+        return self.importance
+
+
+def check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def weighted_update(weight: Tensor, mean: Tensor, spread: Tensor, scores: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Add n masks (n, h, w) with scores (b, n) to running weighted statistics (West's algorithm).
+
+    ``weight`` (h, w) = sum of masks, ``mean`` (b, h, w) = weighted mean score, ``spread`` (b, h, w)
+    = weighted sum of squared deviations; stable in float32, exact for any chunking of the masks.
+    """
+    scores = scores[:, :, None, None]
+    new_weight = weight + masks.sum(dim=0)
+    new_mean = mean + ((scores - mean[:, None]) * masks).sum(dim=1) / new_weight
+    spread = spread + ((scores - mean[:, None]) * (scores - new_mean[:, None]) * masks).sum(dim=1)
+    return new_weight, new_mean, spread

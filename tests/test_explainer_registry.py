@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import quantus
+import torch
+from torch import nn
+
+import lafam_utils as lu
+
+
+def tiny_classifier() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("stem", nn.Conv2d(3, 8, 3, padding=1))
+    model.add_module("layer4", nn.Conv2d(8, 8, 3, stride=2, padding=1))
+    model.add_module("relu", nn.ReLU())
+    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    model.add_module("flat", nn.Flatten())
+    model.add_module("fc", nn.Linear(8, 5))
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("lafam", lu.LaFAM), ("Grad-CAM", lu.GradCAM), ("grad_cam", lu.GradCAM), ("RELAX", lu.RELAX), ("eigencam", lu.EigenCAM)],
+)
+def test_builds_by_name_and_passes_keywords(name, cls):
+    built = lu.explainer(name, tiny_classifier(), upsample=None)
+    assert type(built) is cls and built.upsample is None
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="lafam, gradcam, relax, eigencam"):
+        lu.explainer("scorecam", tiny_classifier())
+
+
+@pytest.mark.parametrize("method", ["lafam", "gradcam", "eigencam", "relax"])
+def test_explain_func_returns_quantus_shaped_numpy(method):
+    model = tiny_classifier()
+    x = torch.randn(2, 3, 16, 12)
+    targets = np.array([1, 4])
+    kwargs = {"n_masks": 8, "cells": 2} if method == "relax" else {}
+    attributions = lu.explain_func(model, x.numpy(), targets, method=method, **kwargs)
+    assert isinstance(attributions, np.ndarray) and attributions.dtype == np.float32
+    assert attributions.shape == (2, 1, 16, 12)
+    built = lu.explainer(method, model, **kwargs)
+    expected = built(x, target=torch.tensor([1, 4])) if method == "gradcam" else built(x)
+    assert np.allclose(attributions[:, 0], expected.numpy(), atol=1e-6)
+
+
+def test_quantus_random_logit_separates_label_free_from_class_maps():
+    model = tiny_classifier()
+    x = np.random.default_rng(0).normal(size=(3, 3, 16, 16)).astype(np.float32)
+    y = np.array([0, 1, 2])
+
+    def random_logit(method: str) -> np.ndarray:
+        metric = quantus.RandomLogit(num_classes=5, disable_warnings=True, display_progressbar=False)
+        return np.asarray(
+            metric(
+                model=model,
+                x_batch=x,
+                y_batch=y,
+                a_batch=None,
+                explain_func=lu.explain_func,
+                explain_func_kwargs={"method": method, "upsample": "bilinear"},
+                device="cpu",
+            )
+        )
+
+    label_free, class_specific = random_logit("lafam"), random_logit("gradcam")
+    assert label_free.shape == class_specific.shape == (3,)
+    assert np.allclose(label_free, 1.0)  # another class, the same map
+    assert (class_specific < 1.0 - 1e-3).any()
