@@ -70,9 +70,11 @@ def _load_item(dataset: Any, index: int) -> _Item:
         item = dataset[index]
         image, mask = item["image"], item["mask"]
         if not (isinstance(image, Tensor) and image.ndim == 3 and image.is_floating_point()):
-            raise TypeError(f"expected item['image'] to be a float (3, H, W) tensor, got {getattr(image, 'shape', type(image))}")
+            got = getattr(image, "shape", type(image))
+            raise TypeError(f"expected item['image'] to be a float (3, H, W) tensor, got {got}")
         if not (isinstance(mask, Tensor) and mask.shape == image.shape[1:]):
-            raise TypeError(f"expected item['mask'] to be a tensor of shape {tuple(image.shape[1:])}, got {getattr(mask, 'shape', type(mask))}")
+            got = getattr(mask, "shape", type(mask))
+            raise TypeError(f"expected item['mask'] to be a tensor of shape {tuple(image.shape[1:])}, got {got}")
         labels = item["labels"]
         labels = labels if isinstance(labels, str) else "|".join(map(str, labels))
         return _Item(index, image, mask.bool(), labels, str(item["id"]))
@@ -269,7 +271,10 @@ class _Runner:
             if explained:
                 stacked = torch.stack([maps[i] for i in explained])
                 if stacked.shape[-2:] != batch.masks.shape[-2:]:
-                    raise ValueError(f"{pair[1]} gives maps of size {tuple(stacked.shape[-2:])} but masks are {tuple(batch.masks.shape[-2:])}; upsample the maps to the image size")
+                    raise ValueError(
+                        f"{pair[1]} gives maps of size {tuple(stacked.shape[-2:])} but masks are "
+                        f"{tuple(batch.masks.shape[-2:])}; upsample the maps to the image size"
+                    )
                 finite = stacked.flatten(1).isfinite().all(dim=1).tolist()
                 for i, ok in zip(explained, finite):
                     if not ok:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
+from itertools import groupby
 from typing import Literal
 
 import numpy as np
@@ -61,9 +62,8 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, confidence: float = 
     if len(values) == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = np.concatenate(
-        [values[rng.integers(0, len(values), (min(100, n_boot - start), len(values)))].mean(axis=1) for start in range(0, n_boot, 100)]
-    )
+    blocks = [min(100, n_boot - start) for start in range(0, n_boot, 100)]  # bounded memory for large n
+    means = np.concatenate([values[rng.integers(0, len(values), (block, len(values)))].mean(axis=1) for block in blocks])
     low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(low), float(high)
 
@@ -88,7 +88,8 @@ def _check_results(results: pd.DataFrame) -> list[str]:
         raise ValueError(f"results hold several datasets {sorted(results['dataset'].unique())}; summarise one at a time")
     duplicated = results.duplicated(["model", "method", "id"])
     if duplicated.any():
-        raise ValueError(f"image ids repeat within a (model, method) pair, e.g. {results.loc[duplicated, 'id'].iloc[0]!r}; ids must be unique")
+        example = results.loc[duplicated, "id"].iloc[0]
+        raise ValueError(f"image ids repeat within a (model, method) pair, e.g. {example!r}; ids must be unique")
     metrics = [m for m in PAPER_METRIC_ORDER if m in results.columns]
     metrics += [m for m in METRIC_NAMES if m in results.columns and m not in metrics]
     if not metrics:
@@ -104,8 +105,9 @@ def summarize(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The paper's table: rows (metric, stat), columns (model, method); ``summary.xs("mean", level="stat")`` is the paper's layout.
+    """The paper's table: rows (metric, stat), columns (model, method).
 
+    ``summary.xs("mean", level="stat")`` is the paper's layout.
     Stats: ``mean``, ``ci_low``, ``ci_high`` (x100, two decimals, see ``rounding``), ``n`` (images
     with a value; NaN rows such as failed images or empty masks are left out) and ``p_value``
     (only in each model's ``lafam`` column when that model has exactly one other method).
@@ -131,7 +133,8 @@ def summarize(
             continue
         lafam, other = per_pair[(model, "lafam")], per_pair[(model, others[0])]
         for metric in metrics:
-            table.loc[(metric, "p_value"), (model, "lafam")] = paired_wilcoxon(lafam[metric].astype(float), other[metric].astype(float))
+            p_value = paired_wilcoxon(lafam[metric].astype(float), other[metric].astype(float))
+            table.loc[(metric, "p_value"), (model, "lafam")] = p_value
     return table
 
 
@@ -172,8 +175,8 @@ def to_latex(summary: pd.DataFrame, *, ci: bool = True, p_values: bool = True) -
     """The summary as a booktabs LaTeX tabular: a model header row over a method header row."""
     cells = _cells(summary, ci, p_values)
     pairs = list(summary.columns)
-    models = list(dict.fromkeys(model for model, _ in pairs))
-    spans = [f"\\multicolumn{{{sum(m == model for m, _ in pairs)}}}{{c}}{{{_latex_escape(DISPLAY_NAMES.get(model, model))}}}" for model in models]
+    runs = [(model, len(list(group))) for model, group in groupby(pairs, key=lambda pair: pair[0])]
+    spans = [f"\\multicolumn{{{width}}}{{c}}{{{_latex_escape(DISPLAY_NAMES.get(m, m))}}}" for m, width in runs]
     methods = [_latex_escape(DISPLAY_NAMES.get(method, method)) for _, method in pairs]
     lines = [
         "\\begin{tabular}{l" + "c" * len(pairs) + "}",
@@ -181,7 +184,7 @@ def to_latex(summary: pd.DataFrame, *, ci: bool = True, p_values: bool = True) -
         " & " + " & ".join(spans) + " \\\\",
         "Metric & " + " & ".join(methods) + " \\\\",
         "\\midrule",
-        *(f"{_latex_escape(metric)} & " + " & ".join(map(_latex_escape, row)) + " \\\\" for metric, row in zip(cells.index, cells.to_numpy())),
+        *(" & ".join(map(_latex_escape, [metric, *row])) + " \\\\" for metric, row in zip(cells.index, cells.to_numpy())),
         "\\bottomrule",
         "\\end{tabular}",
     ]
@@ -189,7 +192,10 @@ def to_latex(summary: pd.DataFrame, *, ci: bool = True, p_values: bool = True) -
 
 
 def paper_table(dataset: str) -> pd.DataFrame:
-    """The paper's published means x100 (Tables 1-2) for ``"imagenet-s"`` or ``"voc"``: rows metrics, columns (model, method)."""
+    """The paper's published means x100 (Tables 1-2) for ``"imagenet-s"`` or ``"voc"``.
+
+    Rows are metrics in the paper's order, columns (model, method) in the paper's order.
+    """
     if dataset not in PAPER_DATASETS:
         raise ValueError(f"dataset must be one of {PAPER_DATASETS}, got {dataset!r}")
     with resources.files(__package__).joinpath("resources/paper_tables.csv").open() as f:
