@@ -4,7 +4,7 @@ Each dataset first indexes its masks: one row per image with the object classes 
 (background and the ignore label left out), their pixel counts and the image's file. The index
 reads every mask once and is cached next to the data (or, if that folder is read-only, in the
 user cache dir); a file is read again only when its size or modification time changed, so a
-second run is instant and a changed dataset is noticed. A bad file (unreadable, truncated, wrong
+second run rereads nothing and a changed dataset is noticed. A bad file (unreadable, truncated, wrong
 format, mask without image) is skipped with a warning and listed in ``dataset.skipped``.
 
 Items are dicts: ``"image"`` (3, size, size) float, ImageNet-normalised; ``"mask"`` (size, size)
@@ -111,10 +111,12 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise DataFileError(f"{path}: expected an image file, cannot read it ({error})") from None
 
 
-def _check_sizes(mask: Path, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
-    """Raise unless mask and image have the same aspect ratio (up to a pixel of rounding)."""
+def _check_sizes(mask: Path | str, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """Raise unless the mask has the image's (width, height), or its aspect ratio at another scale up
+    to rounding (ImageNet-S stores the masks of very large images at 1000 pixels on the longer side)."""
     (mw, mh), (iw, ih) = mask_size, image_size
-    if abs(mw * ih - iw * mh) > max(mw, mh, iw, ih):
+    rescaled = mw != iw and mh != ih and abs(mw * ih - iw * mh) <= max(iw, ih)
+    if (mw, mh) != (iw, ih) and not rescaled:
         raise DataFileError(f"{mask}: expected a mask of the image's size {iw}x{ih} (or aspect ratio), got {mw}x{mh}")
 
 

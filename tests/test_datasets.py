@@ -85,6 +85,8 @@ def test_subsets_follow_the_paper_rules(voc_root):
     everything = VOC2012(voc_root, subset=None)
     assert len(everything) == len(VOC_OBJECTS) and len(everything.skipped) == 0
     assert everything.table.loc[3, "labels"] == ()  # only background and void
+    empty = everything[3]
+    assert empty["masks"].shape == (0, 224, 224) and empty["mask"].shape == (224, 224) and not empty["mask"].any()
     custom = VOC2012(voc_root, subset=lambda t: t[t["labels"].map(lambda names: "dog" in names)])
     assert custom.table["id"].tolist() == ["2007_000002", "2007_000005", "2007_000006"]
 
@@ -156,14 +158,31 @@ def test_bad_files_are_skipped_and_reported(voc_root):
 
 
 def test_rgb_mask_and_size_mismatch_are_skipped(tmp_path):
-    voc = write_voc(tmp_path, {"a": (30, 40, [(1, slice(5, 20), slice(5, 20))]), "b": (30, 40, []), "c": (30, 40, [])})
+    objects = {"a": (30, 40, [(1, slice(5, 20), slice(5, 20))]), "b": (30, 40, []), "c": (30, 40, []), "d": (30, 40, [])}
+    voc = write_voc(tmp_path, objects)
     rgb_image(30, 40).save(voc / "SegmentationClass/b.png")  # colour-rendered mask
     save_palette_png(np.zeros((40, 30), np.uint8), voc / "SegmentationClass/c.png")  # transposed
+    save_palette_png(np.zeros((30, 41), np.uint8), voc / "SegmentationClass/d.png")  # one column too many
     with pytest.warns(UserWarning):
         ds = VOC2012(tmp_path, subset=None)
+    assert ds.table["id"].tolist() == ["a"]
     reasons = dict(zip(ds.skipped["id"], ds.skipped["reason"]))
     assert "mode P or L, got mode RGB" in reasons["b"]
     assert "expected a mask of the image's size 40x30" in reasons["c"] and "got 30x40" in reasons["c"]
+    assert "got 41x30" in reasons["d"]
+
+
+def test_a_downscaled_mask_with_the_image_aspect_ratio_stays_aligned(tmp_path):
+    """ImageNet-S keeps the masks of very large images at 1000 pixels on the longer side."""
+    voc = write_voc(tmp_path, {"big": (100, 151, [(3, slice(10, 40), slice(40, 70))])})
+    labels = np.asarray(Image.open(voc / "SegmentationClass/big.png"))
+    small = labels[::2, ::2][:50, :75]  # half of 151x100, rounded down
+    save_palette_png(small, voc / "SegmentationClass/big.png")
+    pixels = np.where((labels == 3)[..., None], 255, 0).astype(np.uint8).repeat(3, axis=2)
+    Image.fromarray(pixels).save(voc / "JPEGImages/big.jpg", quality=100)
+    item = VOC2012(tmp_path)[0]
+    bright = lu.transforms.denormalize(item["image"]).mean(dim=0) > 0.5
+    assert item["labels"] == ("bird",) and (bright == item["mask"]).float().mean() > 0.98
 
 
 def test_truncated_image_fails_when_loaded_with_its_name(voc_root):
