@@ -163,12 +163,13 @@ class SegmentationDataset(Dataset):
     ) -> None:
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
+        select = self._select(subset)
         self.size, self.read_labels, self.class_names = size, read_labels, tuple(class_names)
         rows = self._classify(_index(entries, self._read_facts, cache_files))
         ok = rows["error"] == ""
         self.skipped = rows.loc[~ok, ["id", "error"]].rename(columns={"error": "reason"}).reset_index(drop=True)
         self.full_table = self._describe(rows[ok].drop(columns="error"))
-        self.table = self._select(subset)(self.full_table).reset_index(drop=True)
+        self.table = select(self.full_table).reset_index(drop=True)
         if len(self.skipped):
             listed = "\n  ".join(self.skipped["reason"].head(10))
             more = f"\n  ... and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""

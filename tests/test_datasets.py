@@ -203,6 +203,7 @@ def test_layout_errors_name_the_path_and_the_layout(tmp_path, voc_root):
         VOC2012(voc_root, split="train")
     with pytest.raises(ValueError, match=r"subset must be one of \['paper', 'multi', None\]"):
         VOC2012(voc_root, subset="single")
+    assert not list((voc_root / "VOCdevkit/VOC2012").glob(".lafam_index*"))  # checked before indexing
     (voc_root / "VOCdevkit/VOC2012/ImageSets/Segmentation/empty.txt").write_text("\n")
     with pytest.raises(ValueError, match="lists no image ids"):
         VOC2012(voc_root, split="empty")
