@@ -160,3 +160,13 @@ def test_summarize_an_evaluation_run(tmp_path):
     assert list(summary.columns) == [("toynet", "gradlike"), ("toynet", "lafam"), ("toyenc", "lafam")]
     assert (summary.xs("n", level="stat") == 7).all().all()
     assert summary.xs("p_value", level="stat")[("toynet", "lafam")].notna().all()
+
+
+def test_a_metric_without_values_shows_a_dash():
+    results = results_table(n=10, pairs=[("resnet50", "gradcam"), ("resnet50", "lafam")])
+    results.loc[results.method == "lafam", "AUC"] = np.nan  # e.g. every mask empty
+    summary = lu.summarize(results, n_boot=20)
+    assert summary.loc[("AUC", "n"), ("resnet50", "lafam")] == 0
+    assert summary.loc[("AUC", ["mean", "ci_low", "ci_high", "p_value"]), ("resnet50", "lafam")].isna().all()
+    auc_row = next(line for line in to_markdown(summary).splitlines() if line.startswith("| AUC |"))
+    assert auc_row.endswith("| – |")
