@@ -253,6 +253,7 @@ def _cache_files(data_dir: Path, name: str, cache_dir: str | Path | None) -> lis
 
 
 STAT_COLUMNS = ["mask_path", "mask_size", "mask_mtime", "image_path", "image_size", "image_mtime"]
+FILE_STATS = ["mask_size", "mask_mtime", "image_size", "image_mtime"]
 FACT_COLUMNS = ["values", "pixels", "height", "width", "error"]
 NO_FACTS = {"values": [], "pixels": [], "height": 0, "width": 0}
 
@@ -317,10 +318,11 @@ def _index(entries: pd.DataFrame, read_facts: Callable[[Path, Path], dict], cach
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         list(pool.map(read, to_read))
     table = pd.DataFrame(rows)
-    readable = table[table["mask_size"].notna()] if "mask_size" in table else table.iloc[:0]
-    if to_read or len(readable) != len(cached):
-        _write_cache(readable[STAT_COLUMNS + FACT_COLUMNS].astype({c: "int64" for c in STAT_COLUMNS[1:3] + STAT_COLUMNS[4:]}), cache_files)
-    table = table.drop(columns=[c for c in (*STAT_COLUMNS[1:3], *STAT_COLUMNS[4:], "expected_image") if c in table])
+    table = table.reindex(columns=[*table.columns, *(c for c in STAT_COLUMNS if c not in table)])
+    cacheable = table[table["mask_size"].notna()]
+    if to_read or len(cacheable) != len(cached):
+        _write_cache(cacheable[STAT_COLUMNS + FACT_COLUMNS].astype(dict.fromkeys(FILE_STATS, "int64")), cache_files)
+    table = table.drop(columns=[c for c in (*FILE_STATS, "expected_image") if c in table])
     table.insert(0, "dataset_idx", range(len(table)))
     return table
 

@@ -235,6 +235,10 @@ def test_index_is_cached_and_refreshed_per_changed_file(voc_root, monkeypatch):
     ds = VOC2012(voc_root, subset=None)
     assert reads == [mask]
     assert ds.table.set_index("id").loc["2007_000004", "labels"] == ("chair",)
+    for path in mask.parent.iterdir():
+        path.unlink()
+    with pytest.warns(UserWarning, match="skipped 7 of 7"):
+        assert len(VOC2012(voc_root, subset=None)) == 0
 
 
 def test_cache_falls_back_to_the_user_cache_dir(voc_root, tmp_path, monkeypatch):
