@@ -64,8 +64,13 @@ def imagenet_wnids() -> tuple[str, ...]:
 
 @functools.cache
 def imagenet_s_wnids() -> tuple[str, ...]:
-    """The 919 ImageNet-S wnids (sorted); wnid i - 1 is class id i in ImageNet-S masks."""
-    return tuple((RESOURCES / "imagenet_s919_wnids.txt").read_text().split())
+    """The 919 ImageNet-S wnids, sorted: wnid i - 1 is class id i in ImageNet-S masks.
+
+    They are the ImageNet-1k wnids less the 81 ImageNet-S leaves out (76 dropped, 5 merged into
+    another class), which ``resources/imagenet_s919_excluded_wnids.txt`` lists.
+    """
+    excluded = set((RESOURCES / "imagenet_s919_excluded_wnids.txt").read_text().split())
+    return tuple(wnid for wnid in imagenet_wnids() if wnid not in excluded)
 
 
 @functools.cache

@@ -334,6 +334,8 @@ def test_wnid_resources_are_complete_and_sorted():
     wnids, s919 = datasets.imagenet_wnids(), datasets.imagenet_s_wnids()
     assert len(wnids) == len(set(wnids)) == 1000 and list(wnids) == sorted(wnids)
     assert len(s919) == len(set(s919)) == 919 and list(s919) == sorted(s919) and set(s919) <= set(wnids)
+    merged = {"n04356056", "n04493381", "n03642806", "n04008634", "n03887697"}  # merged per the ImageNet-S README
+    assert not merged & set(s919) and {"n04355933", "n02808440", "n03832673", "n03773504", "n15075141"} <= set(s919)
     names = datasets.imagenet_categories()
     assert len(names) == 1000
     assert names[wnids.index(TENCH)] == "tench" and names[wnids.index("n15075141")] == "toilet tissue"
