@@ -1,0 +1,283 @@
+"""Models by name: the paper's supervised ResNet50 and the Lightning Bolts SimCLR and SwAV encoders.
+
+All three are torchvision ResNet50s, so a layer name ("layer4", "layer3.5.conv3") means the same
+in each; the self-supervised encoders replace ``fc`` by their embedding. Weights come from the web
+(cached in ``torch.hub.get_dir()/checkpoints``) or from a local file (``checkpoint=``). Inputs are
+preprocessed with ``lafam_utils.transforms.preprocess_image`` (ImageNet normalisation) for all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import http.client
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+BOLTS_URLS = {
+    "simclr": "https://pl-bolts-weights.s3.us-east-2.amazonaws.com/simclr/bolts_simclr_imagenet/simclr_imagenet.ckpt",
+    "swav": "https://pl-bolts-weights.s3.us-east-2.amazonaws.com/swav/bolts_swav_imagenet/swav_imagenet.ckpt",
+}
+PAPER_EMBEDDINGS = {"simclr": "backbone", "swav": "projection"}
+EMBEDDINGS = ("backbone", "projection")
+PAPER_WEIGHTS = {"resnet50": "IMAGENET1K_V1"}
+SHAPES_MODELS = ("shapes-supervised", "shapes-simclr")
+TORCHVISION_MODELS = tuple(torchvision.models.list_models(module=torchvision.models))
+
+# Where a Bolts checkpoint keeps the ResNet50 and the projection head, and its parts no embedding
+# uses: Bolts' unused 1000-way ``fc``, SwAV's prototypes, the online linear probe.
+BOLTS_BACKBONE = {"simclr": "encoder.", "swav": "model."}
+BOLTS_HEAD = {"simclr": "projection.model.", "swav": "model.projection_head."}
+BOLTS_UNUSED = {
+    "simclr": ("encoder.fc.", "non_linear_evaluator."),
+    "swav": ("model.prototypes.", "non_linear_evaluator."),
+}
+BOLTS_IMAGENET_CONFIG = {"arch": "resnet50", "first_conv": True, "maxpool1": True}
+
+
+class DownloadError(RuntimeError):
+    """Weights could not be downloaded (offline, HTTP error, hash mismatch)."""
+
+
+class CheckpointError(RuntimeError):
+    """A weights file cannot be read, needs trust to unpickle, or does not fit the model."""
+
+
+class NormalizedProjection(nn.Sequential):
+    """SimCLR's and SwAV's projection head, 2048 -> 2048 -> 128, with an L2-normalised output."""
+
+    def __init__(self, out_bias: bool, width: int = 2048, out_dim: int = 128) -> None:
+        super().__init__(
+            nn.Linear(width, width),
+            nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True),
+            nn.Linear(width, out_dim, bias=out_bias),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(super().forward(x), dim=1)
+
+
+def load_model(
+    name: str,
+    weights: str | None = "default",
+    checkpoint: str | Path | None = None,
+    device: torch.device | str | None = None,
+    embedding: str | None = None,
+    trust_checkpoint: bool = False,
+) -> nn.Module:
+    """A model by name, in eval mode, on ``device``.
+
+    - ``"resnet50"``: torchvision ResNet50 with the paper's IMAGENET1K_V1 weights; 1000 logits.
+      Any other torchvision classification model (``"resnet18"``, ``"vgg16"``, ...) by its name,
+      with torchvision's default weights or ``weights="<enum name>"`` (e.g. ``"IMAGENET1K_V2"``).
+      Classifiers carry ``model.class_names`` (the 1000 ImageNet categories).
+    - ``"simclr"``, ``"swav"``: the Bolts ImageNet ResNet50 encoders, forward -> (B, D) embedding.
+      ``embedding="backbone"``: pooled 2048-d layer4 features; ``"projection"``: the 128-d
+      L2-normalised projection-head output. Defaults are the embeddings the paper's RELAX used:
+      SimCLR -> backbone (its ``encoder(x)[0]``), SwAV -> projection (its ``model(x)[0]``).
+    - ``"shapes-supervised"``, ``"shapes-simclr"``: the CNNs of the synthetic shapes benchmark.
+
+    ``weights=None``: random init, no download. ``checkpoint``: a local file instead of the
+    download (a Bolts/Lightning ``.ckpt``, a plain state dict or a torchvision ``.pth``), read with
+    ``torch.load(weights_only=True)``; a file that needs full unpickling is read only with
+    ``trust_checkpoint=True``.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str, got {type(name).__name__}")
+    if embedding is not None and name not in BOLTS_URLS:
+        raise ValueError(f"embedding= applies to {', '.join(BOLTS_URLS)} only, not {name!r}")
+    if name in SHAPES_MODELS:
+        from .shapes_models import load_shapes_model
+
+        return load_shapes_model(name, weights=weights, checkpoint=checkpoint, device=device)
+    if name in BOLTS_URLS:
+        model = _bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint)
+    elif name in TORCHVISION_MODELS:
+        model = _torchvision_classifier(name, weights, checkpoint, trust_checkpoint)
+    else:
+        close = difflib.get_close_matches(name, (*BOLTS_URLS, *SHAPES_MODELS, *TORCHVISION_MODELS), n=5)
+        hint = f" Close matches: {', '.join(close)}." if close else ""
+        raise ValueError(
+            f"unknown model {name!r}.{hint} Known: {', '.join(BOLTS_URLS)}, {', '.join(SHAPES_MODELS)} "
+            "and torchvision's classification models (torchvision.models.list_models())."
+        )
+    model.eval()
+    return model if device is None else model.to(device)
+
+
+def _torchvision_classifier(
+    name: str, weights: str | None, checkpoint: str | Path | None, trust: bool
+) -> nn.Module:
+    """A torchvision classifier with its named weights, random init, or a local state dict."""
+    available = torchvision.models.get_model_weights(name)
+    if weights is not None and weights != "default" and weights not in available.__members__:
+        raise ValueError(
+            f"weights for {name!r} must be 'default', None or one of {', '.join(available.__members__)}; got {weights!r}"
+        )
+    if weights == "default":
+        weights = PAPER_WEIGHTS.get(name, "DEFAULT")
+    chosen = available[weights] if weights is not None else available.DEFAULT
+    if checkpoint is None and weights is not None:
+        fetch(chosen.url)
+        model = torchvision.models.get_model(name, weights=chosen)
+    else:
+        model = torchvision.models.get_model(name, weights=None)
+        if checkpoint is not None:
+            state = read_checkpoint(checkpoint, trust)
+            _load_weights(model, state.get("state_dict", state), checkpoint, name)
+    model.class_names = list(chosen.meta["categories"])
+    return model
+
+
+def _bolts_encoder(
+    name: str, weights: str | None, checkpoint: str | Path | None, embedding: str | None, trust: bool
+) -> nn.Module:
+    """A torchvision ResNet50 whose ``fc`` gives the chosen SimCLR or SwAV embedding."""
+    if weights not in ("default", None):
+        raise ValueError(f"weights for {name!r} must be 'default' or None, got {weights!r}")
+    embedding = embedding or PAPER_EMBEDDINGS[name]
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
+    model = torchvision.models.resnet50(weights=None)
+    model.fc = nn.Identity() if embedding == "backbone" else NormalizedProjection(out_bias=name == "swav")
+    if checkpoint is None and weights is None:
+        return model
+    source = checkpoint if checkpoint is not None else fetch(BOLTS_URLS[name])
+    state = torchvision_state_dict(name, read_checkpoint(source, trust), source)
+    if embedding == "backbone":
+        state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+    _load_weights(model, state, source, f"{name} ({embedding} embedding)")
+    return model
+
+
+def torchvision_state_dict(name: str, checkpoint: dict[str, Any], source: str | Path) -> dict[str, Tensor]:
+    """A Bolts SimCLR/SwAV checkpoint's weights under torchvision's ResNet50 names, head as ``fc``.
+
+    SwAV's extra 1-pixel pad before a padding-2 ``conv1`` equals torchvision's padding 3, so the
+    weights carry over unchanged. A state dict already in torchvision's names passes through.
+    """
+    config = checkpoint.get("hyper_parameters")
+    if isinstance(config, Mapping):
+        wrong = {k: config[k] for k, v in BOLTS_IMAGENET_CONFIG.items() if k in config and config[k] != v}
+        if wrong:
+            raise CheckpointError(
+                f"{source} is a {name} checkpoint with {wrong}; expected the ImageNet configuration {BOLTS_IMAGENET_CONFIG}"
+            )
+    state = checkpoint.get("state_dict", checkpoint)
+    backbone, head, unused = BOLTS_BACKBONE[name], BOLTS_HEAD[name], BOLTS_UNUSED[name]
+    if not any(key.startswith(backbone) for key in state):
+        return state
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith(head):
+            renamed["fc." + key[len(head) :]] = value
+        elif key.startswith(backbone) and not key.startswith(unused):
+            renamed[key[len(backbone) :]] = value
+        elif not key.startswith(unused):
+            renamed[key] = value
+    return renamed
+
+
+def _load_weights(model: nn.Module, state: Any, source: str | Path, what: str) -> None:
+    """Load a state dict exactly: every parameter and buffer present, nothing unknown left over."""
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{source} does not hold a state dict (a dict of tensors) for {what}")
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    resized = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    problems = [
+        f"{label} ({len(keys)}): {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", resized))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(f"{source} does not fit {what}: " + "; ".join(problems))
+    model.load_state_dict(state)
+
+
+def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
+    """``torch.load`` a weights file on the CPU, safely unless ``trust`` allows full unpickling.
+
+    The file is read with ``weights_only=True``; one that holds other Python objects is unpickled
+    only with ``trust=True`` (unpickling can run arbitrary code). Unreadable files raise a
+    ``CheckpointError`` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):
+            raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({_first_line(err)})") from None
+        if not trust:
+            unsafe = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+            raise CheckpointError(
+                f"{path} holds pickled Python objects ({unsafe}) that torch.load(weights_only=True) refuses. "
+                "If you trust the file's source, pass trust_checkpoint=True to unpickle it fully."
+            ) from None
+        loaded = _load_trusted(path)
+    except Exception as err:
+        raise CheckpointError(f"{path} is corrupt, truncated or not a PyTorch checkpoint ({_first_line(err)})") from None
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"{path} holds a {type(loaded).__name__}; expected a state dict or a Lightning checkpoint")
+    return loaded
+
+
+def _load_trusted(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(f"{path} could not be unpickled ({_first_line(err)})") from None
+
+
+def fetch(url: str) -> Path:
+    """The cached copy of ``url`` in ``torch.hub.get_dir()/checkpoints``, downloaded on first use.
+
+    A failed download raises ``DownloadError`` naming the URL, the file it is expected as, and the
+    two ways around it: place the file there, or pass ``checkpoint=`` to ``load_model``.
+    """
+    directory = Path(torch.hub.get_dir()) / "checkpoints"
+    path = directory / Path(urlparse(url).path).name
+    if path.is_file():
+        return path
+    hash_prefix = torch.hub.HASH_REGEX.search(path.name)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix and hash_prefix.group(1))
+    except (OSError, RuntimeError, http.client.HTTPException) as err:
+        raise DownloadError(
+            f"could not download {url} ({type(err).__name__}: {_first_line(err)}). Weights are expected at "
+            f"{path} (file {path.name!r} in the cache directory {directory}, set by $TORCH_HOME). Download it "
+            "there by hand, or pass checkpoint='/path/to/" + path.name + "' to load_model."
+        ) from None
+    return path
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+__all__ = [
+    "BOLTS_URLS",
+    "CheckpointError",
+    "DownloadError",
+    "NormalizedProjection",
+    "fetch",
+    "load_model",
+    "read_checkpoint",
+    "torchvision_state_dict",
+]
