@@ -2,14 +2,16 @@
 
 ``compute(maps, masks)`` scores (B, H, W) maps against (B, H, W) boolean object masks with the
 definitions of Quantus 0.6.0 and its defaults; ``backend="quantus"`` calls Quantus itself (the
-reference path of the paper). The torch backend has no per-image loop, and is deterministic
-where Quantus is not:
+reference path of the paper). The torch backend has no per-image loop, sorts each map once for
+all rank-based metrics, and is deterministic where Quantus is not:
 
 - an empty mask gives NaN for every mask-based metric (Quantus' Pointing-Game reports a hit);
 - ties in the ranking count as the expected value over uniformly random tie-breaking (Quantus
   depends on how its unstable argsort happens to order them);
 - AUC uses average ranks for ties (Mann-Whitney), equal to ``sklearn.metrics.roc_auc_score``;
-- a map with a non-finite value gives NaN for every metric of that image.
+- each map is normalised by its own maximum, not the batch's, so a score never depends on the
+  other images in the batch (only Sparseness is affected: the other metrics are scale-free);
+- a map with a NaN or infinite value gives NaN for every metric of that image.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Backend = Literal["torch", "quantus"]
+
+CPU_CHUNK_PIXELS = 1 << 19
+"""On the CPU, maps are scored in chunks of about this many pixels (ten 224x224 maps): smaller
+temporaries are reused from the heap instead of being freshly mapped and zeroed by the kernel
+for every operation. On a GPU the whole batch goes at once."""
 
 SPARSENESS_OFFSET = 1e-7
 """Quantus adds this to every magnitude before the Gini index, so an all-zero map scores 0."""
@@ -146,7 +153,7 @@ def sparseness(batch: _Batch) -> Tensor:
     ``sum_i (2i - n - 1) x_(i) / (n sum_i x_i)`` over the ascending ``x_(i)``; the offset drops out
     of the numerator (the weights sum to 0), so the normalised copy is never built.
     """
-    if bool((batch.ascending[:, 0] >= 0).all()):
+    if bool((batch.ascending[:, 0] >= 0).all()):  # one scalar read decides whether to sort again
         magnitudes = batch.ascending
     else:
         magnitudes = batch.maps.abs().sort(dim=1).values
@@ -237,6 +244,14 @@ def compute(
     maps = maps.detach()
     if maps.dtype in (torch.float16, torch.bfloat16):
         maps = maps.float()
+    pixels = maps.shape[1] * maps.shape[2]
+    rows = max(1, CPU_CHUNK_PIXELS // pixels) if maps.device.type == "cpu" else len(maps)
+    chunks = [_torch_scores(chosen, m, s, k) for m, s in zip(maps.split(rows), masks.split(rows))]
+    return {m.name: torch.cat([chunk[m.name] for chunk in chunks]) for m in chosen}
+
+
+def _torch_scores(chosen: list[Metric], maps: Tensor, masks: Tensor, k: int) -> dict[str, Tensor]:
+    """The chosen metrics on one batch, NaN where a map is not finite or a mask is empty."""
     batch = _Batch(maps, masks, k)
     broken_map = ~batch.total.isfinite()
     empty_mask = batch.mask_size == 0
@@ -251,7 +266,8 @@ def _quantus_scores(metric: Metric, maps: Tensor, masks: Tensor, k: int) -> Tens
     """One Quantus 0.6.0 call with its defaults on the whole batch, its warnings and prints silenced."""
     import quantus
 
-    attributions = maps.detach().cpu().numpy().copy()[:, None]
+    maps_as_float = maps.detach().to("cpu", torch.promote_types(maps.dtype, torch.float32))
+    attributions = maps_as_float.numpy().copy()[:, None]
     segmentations = masks.cpu().numpy()[:, None]
     options = {"k": k} if metric.name == "Top-K Intersection" else {}
     evaluate = getattr(quantus, metric.quantus_class)(disable_warnings=True, **options)

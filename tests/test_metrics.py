@@ -167,6 +167,14 @@ def test_scores_do_not_depend_on_the_rest_of_the_batch():
             assert single[name].item() == pytest.approx(batch[name][i].item(), abs=1e-12), name
 
 
+def test_cpu_chunks_give_the_same_scores(monkeypatch):
+    maps, masks = blocky_maps(5, 30, 31, seed=19), blob_masks(5, 30, 31, seed=20)
+    whole = compute(maps, masks, k=100)
+    monkeypatch.setattr(lu.metrics, "CPU_CHUNK_PIXELS", 2 * 30 * 31)
+    for name, scores in compute(maps, masks, k=100).items():
+        assert torch.equal(scores, whole[name]), name
+
+
 def test_non_finite_map_gives_nan_for_that_image_only():
     maps, masks = distinct_maps(3, 36, 36, seed=11), blob_masks(3, 36, 36, seed=12)
     clean = compute(maps, masks)
