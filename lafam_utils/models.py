@@ -85,10 +85,11 @@ def load_model(
       SimCLR -> backbone (its ``encoder(x)[0]``), SwAV -> projection (its ``model(x)[0]``).
     - ``"shapes-supervised"``, ``"shapes-simclr"``: the CNNs of the synthetic shapes benchmark.
 
-    ``weights=None``: random init, no download. ``checkpoint``: a local file instead of the
+    ``weights=None``: random init, no download. Downloads are cached (see ``fetch``); torchvision's
+    are hash-checked and loaded by torchvision. ``checkpoint``: a local file instead of the
     download (a Bolts/Lightning ``.ckpt``, a plain state dict or a torchvision ``.pth``), read with
-    ``torch.load(weights_only=True)``; a file that needs full unpickling is read only with
-    ``trust_checkpoint=True``.
+    ``torch.load(weights_only=True)``, as are the Bolts downloads; a file that needs full
+    unpickling is read only with ``trust_checkpoint=True``.
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
@@ -126,8 +127,14 @@ def _torchvision_classifier(
         weights = PAPER_WEIGHTS.get(name, "DEFAULT")
     chosen = available[weights] if weights is not None else available.DEFAULT
     if checkpoint is None and weights is not None:
-        fetch(chosen.url)
-        model = torchvision.models.get_model(name, weights=chosen)
+        path = fetch(chosen.url)
+        try:
+            model = torchvision.models.get_model(name, weights=chosen)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            raise CheckpointError(
+                f"{path}, the cached download of {chosen.url}, cannot be loaded ({_first_line(err)}); "
+                "delete it to download it again"
+            ) from None
     else:
         model = torchvision.models.get_model(name, weights=None)
         if checkpoint is not None:

@@ -304,3 +304,10 @@ def test_shapes_models_are_dispatched(monkeypatch, tmp_path):
     model = lu.load_model("shapes-simclr", weights=None, checkpoint=tmp_path / "m.pt", device="cpu")
     assert isinstance(model, nn.Identity)
     assert calls == [("shapes-simclr", {"weights": None, "checkpoint": tmp_path / "m.pt", "device": "cpu"})]
+
+
+def test_corrupt_cached_download_says_to_delete_it(offline):
+    offline.mkdir(parents=True)
+    (offline / "resnet50-0676ba61.pth").write_bytes(b"<html>503 Service Unavailable</html>")
+    with pytest.raises(CheckpointError, match=r"resnet50-0676ba61\.pth, the cached download of .*delete it"):
+        lu.load_model("resnet50")
