@@ -121,7 +121,8 @@ def _torchvision_classifier(
     available = torchvision.models.get_model_weights(name)
     if weights is not None and weights != "default" and weights not in available.__members__:
         raise ValueError(
-            f"weights for {name!r} must be 'default', None or one of {', '.join(available.__members__)}; got {weights!r}"
+            f"weights for {name!r} must be 'default', None or one of "
+            f"{', '.join(available.__members__)}; got {weights!r}"
         )
     if weights == "default":
         weights = PAPER_WEIGHTS.get(name, "DEFAULT")
@@ -176,7 +177,8 @@ def torchvision_state_dict(name: str, checkpoint: dict[str, Any], source: str | 
         wrong = {k: config[k] for k, v in BOLTS_IMAGENET_CONFIG.items() if k in config and config[k] != v}
         if wrong:
             raise CheckpointError(
-                f"{source} is a {name} checkpoint with {wrong}; expected the ImageNet configuration {BOLTS_IMAGENET_CONFIG}"
+                f"{source} is a {name} checkpoint with {wrong}; "
+                f"expected the ImageNet configuration {BOLTS_IMAGENET_CONFIG}"
             )
     state = checkpoint.get("state_dict", checkpoint)
     backbone, head, unused = BOLTS_BACKBONE[name], BOLTS_HEAD[name], BOLTS_UNUSED[name]
@@ -228,19 +230,25 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err):
-            raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({_first_line(err)})") from None
-        if not trust:
+        if trust:
+            loaded = _load_trusted(path)
+        elif "Unsupported global" in str(err):
             unsafe = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path))
             raise CheckpointError(
                 f"{path} holds pickled Python objects ({unsafe}) that torch.load(weights_only=True) refuses. "
                 "If you trust the file's source, pass trust_checkpoint=True to unpickle it fully."
             ) from None
-        loaded = _load_trusted(path)
+        else:
+            detail = str(err).partition("WeightsUnpickler error:")[2].strip() or str(err)
+            raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({_first_line(detail)})") from None
     except Exception as err:
-        raise CheckpointError(f"{path} is corrupt, truncated or not a PyTorch checkpoint ({_first_line(err)})") from None
+        raise CheckpointError(
+            f"{path} is corrupt, truncated or not a PyTorch checkpoint ({_first_line(err)})"
+        ) from None
     if not isinstance(loaded, dict):
-        raise CheckpointError(f"{path} holds a {type(loaded).__name__}; expected a state dict or a Lightning checkpoint")
+        raise CheckpointError(
+            f"{path} holds a {type(loaded).__name__}; expected a state dict or a Lightning checkpoint"
+        )
     return loaded
 
 
@@ -248,7 +256,7 @@ def _load_trusted(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise CheckpointError(f"{path} could not be unpickled ({_first_line(err)})") from None
+        raise CheckpointError(f"{path} is corrupt or cannot be unpickled ({_first_line(err)})") from None
 
 
 def fetch(url: str) -> Path:
@@ -274,8 +282,9 @@ def fetch(url: str) -> Path:
     return path
 
 
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+def _first_line(err: BaseException | str) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 __all__ = [

@@ -230,15 +230,16 @@ def test_non_imagenet_configuration_is_refused(simclr_contents, tmp_path):
         lu.load_model("simclr", checkpoint=path)
 
 
+@pytest.mark.parametrize("trust", [False, True])
 @pytest.mark.parametrize("damage", ["truncated", "junk", "empty"])
-def test_corrupt_file_error_names_it(resnet50, tmp_path, damage):
+def test_corrupt_file_error_names_it(resnet50, tmp_path, damage, trust):
     path = tmp_path / "good.pth"
     torch.save(resnet50.state_dict(), path)
     data = path.read_bytes()
     bad = tmp_path / f"{damage}.pth"
     bad.write_bytes({"truncated": data[: len(data) // 2], "junk": b"<html>403</html>" * 9, "empty": b""}[damage])
     with pytest.raises(CheckpointError, match=f"{damage}.pth is corrupt"):
-        lu.load_model("resnet50", checkpoint=bad)
+        lu.load_model("resnet50", checkpoint=bad, trust_checkpoint=trust)
 
 
 def test_missing_file():
