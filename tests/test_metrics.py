@@ -201,6 +201,7 @@ def test_output_contract():
 def test_half_precision_maps_are_scored_like_float32():
     maps, masks = distinct_maps(2, 30, 30, seed=15).half(), blob_masks(2, 30, 30, seed=16)
     assert_close(compute(maps, masks, k=100), compute(maps.float(), masks, k=100))
+    assert_close(compute(maps, masks, k=100, backend="quantus"), compute(maps.float(), masks, k=100))
 
 
 @pytest.mark.parametrize(
