@@ -79,6 +79,7 @@ def test_a_failing_notebook_stops_the_series_with_its_name_and_error(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["01_ok.ipynb", "02_bad.ipynb"]
 
 
+@pytest.mark.slow
 def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
     params = yaml.safe_load((PARAMS_DIR / "smoke.yaml").read_text())

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lafam_utils import plotting
 from lafam_utils.transforms import denormalize
@@ -109,6 +110,21 @@ def test_save_figure_writes_png_and_pdf_reproducibly(tmp_path):
     first = png.read_bytes(), pdf.read_bytes()
     plotting.save_figure(fig, "fig9_test", tmp_path / "new")
     assert (png.read_bytes(), pdf.read_bytes()) == first
+
+
+def test_png_palette_keeps_the_figure(tmp_path):
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.imshow(np.random.default_rng(0).random((32, 32, 3)))
+    full, _ = plotting.save_figure(fig, "full", tmp_path, png_colors=None)
+    reduced, _ = plotting.save_figure(fig, "reduced", tmp_path)
+    full_pixels = np.asarray(Image.open(full).convert("RGB"), dtype=float)
+    reduced_image = Image.open(reduced)
+    assert reduced_image.mode == "P" and len(reduced_image.getcolors()) <= 256
+    reduced_pixels = np.asarray(reduced_image.convert("RGB"), dtype=float)
+    assert reduced_pixels.shape == full_pixels.shape
+    assert np.abs(reduced_pixels - full_pixels).mean() < 8
+    with pytest.raises(ValueError, match="png_colors"):
+        plotting.save_figure(fig, "bad", tmp_path, png_colors=1000)
 
 
 @pytest.mark.parametrize("name", ["fig1.png", "../fig1", "", "a b"])
