@@ -133,7 +133,7 @@ def _torchvision_classifier(
             model = torchvision.models.get_model(name, weights=chosen)
         except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise CheckpointError(
-                f"{path}, the cached download of {chosen.url}, cannot be loaded ({_first_line(err)}); "
+                f"{path}, the cached download of {chosen.url}, cannot be loaded ({_reason(err)}); "
                 "delete it to download it again"
             ) from None
     else:
@@ -239,11 +239,10 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
                 "If you trust the file's source, pass trust_checkpoint=True to unpickle it fully."
             ) from None
         else:
-            detail = str(err).partition("WeightsUnpickler error:")[2].strip() or str(err)
-            raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({_first_line(detail)})") from None
+            raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({_reason(err)})") from None
     except Exception as err:
         raise CheckpointError(
-            f"{path} is corrupt, truncated or not a PyTorch checkpoint ({_first_line(err)})"
+            f"{path} is corrupt, truncated or not a PyTorch checkpoint ({_reason(err)})"
         ) from None
     if not isinstance(loaded, dict):
         raise CheckpointError(
@@ -256,7 +255,7 @@ def _load_trusted(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise CheckpointError(f"{path} is corrupt or cannot be unpickled ({_first_line(err)})") from None
+        raise CheckpointError(f"{path} is corrupt or cannot be unpickled ({_reason(err)})") from None
 
 
 def fetch(url: str) -> Path:
@@ -275,15 +274,16 @@ def fetch(url: str) -> Path:
         torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix and hash_prefix.group(1))
     except (OSError, RuntimeError, http.client.HTTPException) as err:
         raise DownloadError(
-            f"could not download {url} ({type(err).__name__}: {_first_line(err)}). Weights are expected at "
-            f"{path} (file {path.name!r} in the cache directory {directory}, set by $TORCH_HOME). Download it "
+            f"could not download {url} ({type(err).__name__}: {_reason(err)}). Weights are expected at "
+            f"{path} (file {path.name!r} in the cache directory {directory}, which $TORCH_HOME moves). Download it "
             "there by hand, or pass checkpoint='/path/to/" + path.name + "' to load_model."
         ) from None
     return path
 
 
-def _first_line(err: BaseException | str) -> str:
-    text = str(err).strip()
+def _reason(err: BaseException) -> str:
+    """The first line of an error's message (after torch's weights-only preamble, if any)."""
+    text = str(err).partition("WeightsUnpickler error:")[2].strip() or str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
 
