@@ -37,8 +37,9 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     load = result["load_average_1min"]
     gpu = f", {m['gpu']}" if "gpu" in m else ""
+    partial = "" if result["complete"] else " **(interrupted: not all cases ran)**"
     lines = [
-        f"Command: `{result['command']}` ({result['started']}, {result['seconds']:.0f} s in all)",
+        f"Command: `{result['command']}` ({result['started']}, {result['seconds']:.0f} s in all){partial}",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads{gpu}; "
         f"torch {m['torch']}, device `{m['device']}`; 1-minute load average {load['start']:.1f} at the start, "

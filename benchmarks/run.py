@@ -95,6 +95,15 @@ def probe(module: str, case_id: str, name: str, settings: Settings) -> None:
     print(json.dumps(timing.peak_memory(contenders[name], settings.device)))
 
 
+def write(result: dict[str, Any], folder: Path) -> str:
+    """Write bench.json and bench.md into ``folder``; return the Markdown."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    table = report.markdown(result)
+    (folder / "bench.md").write_text(table)
+    return table
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:index]")
@@ -119,27 +128,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.probe:
         probe(*args.probe, settings)
         return {}
-    cases = [c for c in all_cases(settings) if args.cases is None or c.id.startswith(tuple(args.cases))]
+    known = all_cases(settings)
+    cases = [c for c in known if args.cases is None or c.id.startswith(tuple(args.cases))]
+    if not cases:
+        raise SystemExit(f"no case id starts with {args.cases}; cases: {', '.join(c.id for c in known)}")
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     load_before = os.getloadavg()
-    results = []
-    for case in cases:
-        print(f"[{time.perf_counter() - clock:6.0f} s] {case.id}: {case.title}", flush=True)
-        results.append(run_case(case, settings, args.rounds, memory=not args.no_memory))
-    result = {
+    result: dict[str, Any] = {
         "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "seconds": time.perf_counter() - clock,
         "machine": timing.machine(settings.device),
-        "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]},
         "settings": {"device": settings.device, "large": settings.large, "tiny": settings.tiny},
-        "cases": results,
+        "cases": [],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
-    table = report.markdown(result)
-    (args.out / "bench.md").write_text(table)
+    for case in cases:
+        print(f"[{time.perf_counter() - clock:6.0f} s] {case.id}: {case.title}", flush=True)
+        result["cases"].append(run_case(case, settings, args.rounds, memory=not args.no_memory))
+        result["complete"] = len(result["cases"]) == len(cases)
+        result["seconds"] = time.perf_counter() - clock
+        result["load_average_1min"] = {"start": load_before[0], "end": os.getloadavg()[0]}
+        table = write(result, args.out)  # after every case, so an interrupted run keeps what it measured
     print(table)
     return result
 

@@ -59,6 +59,7 @@ def test_markdown_reports_misses_and_cases_that_could_not_run():
         "command": "python benchmarks/run.py",
         "started": "2026-01-01 00:00 UTC",
         "seconds": 1.0,
+        "complete": True,
         "machine": {"cpu": "CPU", "cores": 2, "torch_threads": 2, "torch": "2", "device": "cpu"},
         "load_average_1min": {"start": 1.0, "end": 2.0},
         "cases": [
@@ -111,3 +112,8 @@ def test_a_failing_case_is_recorded_not_raised():
 
     result = run.run_case(Case("x", "X", broken, []), Settings(tiny=True), rounds=1, memory=False)
     assert result["error"] == "ImportError: peer not installed"
+
+
+def test_an_unknown_case_id_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no case id starts with.*lafam-b1"):
+        run.main(["--tiny", "--cases", "no-such-case", "--no-memory", "--out", str(tmp_path)])

@@ -56,5 +56,6 @@ def cases(settings: Settings) -> list[Case]:
                 Comparison("Grad-CAM", "pytorch-grad-cam GradCAM", "Grad-CAM / pytorch-grad-cam", 1.0),
             ],
             items=batch,
+            rounds=3,
         )
     ]

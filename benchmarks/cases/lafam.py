@@ -37,7 +37,7 @@ def cases(settings: Settings) -> list[Case]:
             build=lambda batch=batch: _contenders(batch, settings),
             comparisons=[Comparison("LaFAM", "forward to layer4", "LaFAM / forward to layer4", 1.05)],
             items=batch,
-            rounds=15 if batch == 1 else 5,
+            rounds=9 if batch == 1 else 3,
         )
         for batch in batches
     ]
