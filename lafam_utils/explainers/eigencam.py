@@ -15,7 +15,8 @@ class EigenCAM(Explainer):
     positions (as pytorch-grad-cam does) and projected on their first principal component. An
     SVD fixes ``v_1`` only up to its sign, so peers (pytorch-grad-cam) can return inverted maps;
     here the sign is chosen so that the projection correlates positively with the channel mean
-    (the LaFAM map), keeping the object bright. No labels, no gradients, no autograd graph.
+    (the LaFAM map), keeping the object bright. The ReLU keeps the positive side, as in
+    pytorch-grad-cam; a constant feature map gives a zero map. No labels, no gradients, no graph.
     """
 
     def layer_maps(self, x: Tensor) -> Tensor:
