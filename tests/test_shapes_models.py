@@ -1,0 +1,111 @@
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lafam_utils as lu
+from lafam_utils.hooks import layer_output
+from lafam_utils.shapes_models import ShapesNet, TrainConfig, load_shapes_model, nt_xent, train_shapes_model
+from lafam_utils.synthetic import SHAPE_CLASSES
+
+TINY = TrainConfig(size=32, steps=2, batch_size=4)
+
+
+def held_out(n: int, size: int):
+    ds = lu.SyntheticShapes(n, "single", seed=0, size=size)
+    items = [ds[i] for i in range(n)]
+    images = torch.stack([it["image"] for it in items])
+    return images, torch.tensor([it["label_ids"][0] for it in items]), torch.stack([it["mask"] for it in items])
+
+
+def test_layer4_is_at_one_32nd_of_the_input():
+    model = ShapesNet().eval()
+    with lu.capture(model, ["layer1", "layer4"]) as rec:
+        logits = model(torch.randn(2, 3, 224, 224))
+    assert logits.shape == (2, len(SHAPE_CLASSES))
+    assert rec.outputs["layer1"].shape[-2:] == (56, 56) and rec.outputs["layer4"].shape[-2:] == (7, 7)
+    assert ShapesNet(num_classes=None)(torch.randn(1, 3, 97, 131)).shape == (1, 128)
+
+
+def test_random_init_models_by_name():
+    supervised = load_shapes_model("shapes-supervised", weights=None)
+    encoder = load_shapes_model("shapes-simclr", weights=None)
+    assert not supervised.training and supervised.class_names == list(SHAPE_CLASSES)
+    assert encoder(torch.randn(2, 3, 64, 64)).shape == (2, 128)
+    maps = lu.LaFAM(encoder)(torch.randn(1, 3, 96, 96))
+    assert maps.shape == (1, 96, 96) and 0 <= maps.min() and maps.max() <= 1
+
+
+def test_bad_names_and_weights_raise():
+    with pytest.raises(ValueError, match="unknown shapes model"):
+        load_shapes_model("shapes-swav")
+    with pytest.raises(ValueError, match="weights must be"):
+        load_shapes_model("shapes-simclr", weights="imagenet")
+    with pytest.raises(ValueError, match="objective must be"):
+        train_shapes_model("byol", TINY)
+
+
+def test_checkpoint_loads_a_saved_state_dict(tmp_path):
+    model = load_shapes_model("shapes-supervised", weights=None)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    loaded = load_shapes_model("shapes-supervised", checkpoint=tmp_path / "weights.pt")
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(model(x), loaded(x))
+
+
+def test_nt_xent_equals_the_bolts_simclr_loss():
+    from pl_bolts.models.self_supervised.simclr.simclr_module import SimCLR
+
+    z1, z2 = torch.randn(2, 5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    reference = SimCLR.nt_xent_loss(None, F.normalize(z1, dim=1), F.normalize(z2, dim=1), 0.5, eps=0.0)
+    assert torch.allclose(nt_xent(z1, z2, temperature=0.5), reference, atol=1e-10)
+
+
+def test_nt_xent_is_low_for_matching_views_and_high_for_swapped_ones():
+    z = torch.eye(4)
+    assert nt_xent(z, z, temperature=0.05) < 1e-6
+    assert nt_xent(z, z.roll(1, 0), temperature=0.05) > 15
+
+
+def test_training_is_deterministic_cached_and_respects_lafam_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAFAM_CACHE", str(tmp_path))
+    first = load_shapes_model("shapes-simclr", config=TINY, progress=False)
+    (cached,) = tmp_path.glob("shapes-simclr-*.pt")
+    start = time.perf_counter()
+    second = load_shapes_model("shapes-simclr", config=TINY, progress=False)
+    assert time.perf_counter() - start < 1.0
+    retrained = train_shapes_model("simclr", TINY, progress=False, workers=0)
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[name]) and torch.equal(tensor, retrained.state_dict()[name])
+    assert cached.name == f"shapes-simclr-{TINY.digest()}.pt"
+    assert TrainConfig(size=32, steps=2, batch_size=4, seed=1).digest() != TINY.digest()
+
+
+def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Quantus' rule: a hit when any pixel of the map's maximum lies in the mask."""
+    peak = maps == maps.flatten(1).max(1).values[:, None, None]
+    return (peak & masks).flatten(1).any(1).float()
+
+
+def test_pointing_game_helper_counts_ties_like_quantus():
+    maps = torch.tensor([[[0.0, 1.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])
+    masks = torch.tensor([[[False, False], [True, False]], [[False, True], [True, True]]])
+    assert pointing_game(maps, masks).tolist() == [1.0, 0.0]
+
+
+def test_quality_floor_of_reduced_training():
+    """Supervised accuracy well above chance; LaFAM on SimCLR points at the object more often than random maps."""
+    supervised = train_shapes_model("supervised", TrainConfig(size=64, steps=200), progress=False, workers=0)
+    images, labels, _ = held_out(96, 64)
+    with torch.no_grad():
+        accuracy = (supervised(images).argmax(1) == labels).float().mean().item()
+    assert accuracy > 2 / len(SHAPE_CLASSES)
+
+    encoder = train_shapes_model("simclr", TrainConfig(size=96, steps=60), progress=False, workers=0)
+    images, _, masks = held_out(128, 96)
+    hits = pointing_game(lu.LaFAM(encoder)(images), masks).mean().item()
+    # a random map's maximum is a uniform layer cell: the chance that its block meets the mask
+    cells = layer_output(encoder, "layer4", images).shape[-1]
+    blocks = masks.unflatten(1, (cells, -1)).unflatten(3, (cells, -1)).any(4).any(2)
+    assert hits > blocks.float().mean().item() + 0.1
