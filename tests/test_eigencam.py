@@ -28,7 +28,13 @@ def test_equals_pytorch_grad_cam_up_to_its_svd_sign(resnet50, images):
 
 def test_sign_follows_the_channel_mean():
     # three channels over 2x3 positions; the first principal component is written out by hand
-    acts = torch.tensor([[[1.0, 2.0, 9.0], [1.0, 3.0, 8.0]], [[0.5, 1.0, 4.0], [0.0, 1.5, 5.0]], [[2.0, 2.0, 2.5], [2.0, 2.0, 2.0]]])
+    acts = torch.tensor(
+        [
+            [[1.0, 2.0, 9.0], [1.0, 3.0, 8.0]],
+            [[0.5, 1.0, 4.0], [0.0, 1.5, 5.0]],
+            [[2.0, 2.0, 2.5], [2.0, 2.0, 2.0]],
+        ]
+    )
     for x in (acts, -acts):
         samples = x.flatten(1).T.double()
         centred = samples - samples.mean(dim=0)

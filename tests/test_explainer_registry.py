@@ -21,7 +21,13 @@ def tiny_classifier() -> nn.Module:
 
 @pytest.mark.parametrize(
     ("name", "cls"),
-    [("lafam", lu.LaFAM), ("Grad-CAM", lu.GradCAM), ("grad_cam", lu.GradCAM), ("RELAX", lu.RELAX), ("eigencam", lu.EigenCAM)],
+    [
+        ("lafam", lu.LaFAM),
+        ("Grad-CAM", lu.GradCAM),
+        ("grad_cam", lu.GradCAM),
+        ("RELAX", lu.RELAX),
+        ("eigencam", lu.EigenCAM),
+    ],
 )
 def test_builds_by_name_and_passes_keywords(name, cls):
     built = lu.explainer(name, tiny_classifier(), upsample=None)

@@ -66,7 +66,10 @@ def test_only_layers_after_the_layer_build_a_graph(resnet50, images):
 
         return hook
 
-    hooks = [resnet50.layer3.register_forward_hook(record("before")), resnet50.fc.register_forward_hook(record("after"))]
+    hooks = [
+        resnet50.layer3.register_forward_hook(record("before")),
+        resnet50.fc.register_forward_hook(record("after")),
+    ]
     try:
         lu.GradCAM(resnet50)(images)
     finally:

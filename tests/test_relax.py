@@ -79,7 +79,8 @@ def test_importance_and_uncertainty_equal_a_direct_computation(small_images, var
     for i, image in enumerate(small_images):
         with torch.no_grad():
             reference = encoder(image[None])
-            scores = torch.stack([F.cosine_similarity(reference, encoder(image * m)[None].view(1, -1))[0] for m in image_masks])
+            embeddings = [encoder((image * m)[None]) for m in image_masks]
+            scores = torch.cat([F.cosine_similarity(reference, e) for e in embeddings])
         total = weights.sum(dim=0) + 1e-10
         importance = (scores[:, None, None] * weights).sum(dim=0) / total
         uncertainty = ((scores[:, None, None] - importance) ** 2 * weights).sum(dim=0) / total

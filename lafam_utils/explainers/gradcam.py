@@ -24,7 +24,9 @@ def resolve_targets(target: Target, logits: Tensor) -> Tensor:
     if targets.ndim == 0:
         targets = targets.expand(batch)
     if targets.shape != (batch,):
-        raise ValueError(f"target must be an int or hold one class per image, shape ({batch},); got {tuple(targets.shape)}")
+        raise ValueError(
+            f"target must be an int or hold one class per image, shape ({batch},); got {tuple(targets.shape)}"
+        )
     outside = (targets < 0) | (targets >= n_classes)
     if outside.any():
         raise ValueError(f"target {targets[outside].tolist()} outside the class range [0, {n_classes})")
@@ -51,7 +53,8 @@ class GradCAM(Explainer):
         with torch.no_grad(), capture(self.model, name, start_graph=True) as rec:
             logits = self.model(x)
         if name not in rec.outputs:
-            raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass of {type(self.model).__name__}")
+            model = type(self.model).__name__
+            raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass of {model}")
         acts = rec.outputs[name]
         check_feature_map(acts, self.layer)
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:

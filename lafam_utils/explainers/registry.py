@@ -14,7 +14,12 @@ from .gradcam import GradCAM
 from .lafam import LaFAM
 from .relax import RELAX
 
-EXPLAINERS: dict[str, type[Explainer]] = {"lafam": LaFAM, "gradcam": GradCAM, "relax": RELAX, "eigencam": EigenCAM}
+EXPLAINERS: dict[str, type[Explainer]] = {
+    "lafam": LaFAM,
+    "gradcam": GradCAM,
+    "relax": RELAX,
+    "eigencam": EigenCAM,
+}
 
 
 def explainer(name: str, model: nn.Module, **kwargs: Any) -> Explainer:

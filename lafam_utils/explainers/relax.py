@@ -95,7 +95,9 @@ class RELAX(Explainer):
         embeddings = self.model(images)
         if not isinstance(embeddings, Tensor) or embeddings.ndim != 2 or len(embeddings) != len(images):
             shape = tuple(embeddings.shape) if isinstance(embeddings, Tensor) else type(embeddings).__name__
-            raise ValueError(f"RELAX needs an encoder returning (B, D) embeddings for {len(images)} images, got {shape}")
+            raise ValueError(
+                f"RELAX needs an encoder returning (B, D) embeddings for {len(images)} images, got {shape}"
+            )
         return embeddings.float()
 
     def layer_maps(self, x: Tensor) -> Tensor:
@@ -106,7 +108,8 @@ class RELAX(Explainer):
         images_per_forward = max(1, per_forward // self.n_masks)
         resolution = (self.cells, self.cells) if self.variant == "paper" else size
         importance, uncertainty = [], []
-        with torch.no_grad(), tqdm(total=len(x) * self.n_masks, desc="RELAX", unit="mask", disable=not self.progress) as bar:
+        bar = tqdm(total=len(x) * self.n_masks, desc="RELAX", unit="mask", disable=not self.progress)
+        with torch.no_grad(), bar:
             for images in x.split(images_per_forward):
                 reference = self.embed(images)
                 weight = torch.full(resolution, WEIGHT_FLOOR, device=x.device)
@@ -132,7 +135,9 @@ def check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def weighted_update(weight: Tensor, mean: Tensor, spread: Tensor, scores: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def weighted_update(
+    weight: Tensor, mean: Tensor, spread: Tensor, scores: Tensor, masks: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
     """Add n masks (n, h, w) with scores (b, n) to running weighted statistics (West's algorithm).
 
     ``weight`` (h, w) = sum of masks, ``mean`` (b, h, w) = weighted mean score, ``spread`` (b, h, w)
