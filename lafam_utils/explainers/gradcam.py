@@ -42,7 +42,8 @@ class GradCAM(Explainer):
     model's output. The forward runs under ``torch.no_grad()`` up to the layer; only the layers
     after it record a graph, and only ``d y_c / d A`` is computed (``torch.autograd.grad``): no
     parameter ``.grad`` changes, ``requires_grad`` flags are untouched, and it works inside a
-    caller's ``torch.no_grad()``.
+    caller's ``torch.no_grad()``. The batch's class scores share one backward pass, which keeps
+    images independent when the model is in eval mode (batch norm with running statistics).
     """
 
     targets: Tensor | None = None
