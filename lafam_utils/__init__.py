@@ -26,6 +26,7 @@ _NAMES = {
     "capture": "hooks",
 }
 _SUBMODULES = (
+    "analysis",
     "datasets",
     "evaluation",
     "explainers",
