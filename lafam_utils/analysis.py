@@ -1,5 +1,6 @@
-"""Small analyses the notebooks share: which models a dataset uses, predictions, per-object mask
-coverage in multi-object scenes, and metrics split by correct vs wrong predictions.
+"""What the notebooks share beyond the other modules: a dataset's models and (model, method)
+pairs, its images for a figure, predictions, per-object mask coverage in multi-object scenes,
+and metrics split by correct vs wrong predictions.
 
 The paper shows the last two only by example (its Fig. 2 and Fig. 3); these functions measure
 them over every image of a dataset.
@@ -8,6 +9,7 @@ them over every image of a dataset.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,8 +54,8 @@ SYNTHETIC_SPLITS = {"paper": "single", "multi": "multi", "hard": "hard"}
 def open_dataset(
     dataset: str,
     subset: str = "paper",
-    data_root: str | None = None,
-    images_root: str | None = None,
+    data_root: str | Path | None = None,
+    images_root: str | Path | None = None,
     n_images: int | None = None,
     seed: int = 0,
     image_size: int = 224,
