@@ -166,15 +166,20 @@ def two_object_coverage(
 ) -> dict[str, Tensor]:
     """``object_coverage`` of every explainer over all items of ``dataset`` with exactly two object
     masks (item key "masks"); column name -> (N, 2). Items with another number of objects are skipped."""
-    two = [i for i in range(len(dataset)) if len(dataset[i]["masks"]) == 2]
-    if not two:
-        raise ValueError("the dataset holds no item with exactly two object masks")
     parts: dict[str, list[Tensor]] = {name: [] for name in explainers}
-    for start in range(0, len(two), batch_size):
-        batch = stack_items(dataset, two[start : start + batch_size], device)
-        objects = torch.stack(batch["masks"]).to(device)
+    found = 0
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        items = [item for item in items if len(item["masks"]) == 2]
+        found += len(items)
+        if not items:
+            continue
+        images = torch.stack([item["image"] for item in items]).to(device)
+        objects = torch.stack([item["masks"] for item in items]).to(device)
         for name, explain in explainers.items():
-            parts[name].append(object_coverage(explain(batch["image"]), objects, threshold))
+            parts[name].append(object_coverage(explain(images), objects, threshold))
+    if not found:
+        raise ValueError("the dataset holds no item with exactly two object masks")
     return {name: torch.cat(values) for name, values in parts.items()}
 
 

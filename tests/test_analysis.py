@@ -144,6 +144,12 @@ def test_two_object_coverage_keeps_only_two_object_items():
     assert torch.equal(coverage["left"], torch.tensor([[1.0, 0.0]] * 3))
 
 
+def test_two_object_coverage_without_two_object_items_says_so():
+    one_object = torch.utils.data.Subset(TwoObjects(), [1, 3])
+    with pytest.raises(ValueError, match="no item with exactly two object masks"):
+        analysis.two_object_coverage(one_object, {"left": left_half})
+
+
 def test_stack_items_batches_images_and_keeps_other_keys():
     batch = analysis.stack_items(TwoObjects(), [0, 3])
     assert batch["image"].shape == (2, 3, 8, 8) and batch["mask"].dtype == torch.bool
