@@ -147,6 +147,13 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     return F.cross_entropy(logits, partners)
 
 
+def _new_model(objective: Objective) -> ShapesNet:
+    """A random-init classifier (with ``class_names``) or encoder (``class_names`` None)."""
+    model = ShapesNet(len(SHAPE_CLASSES) if objective == "supervised" else None)
+    model.class_names = list(SHAPE_CLASSES) if objective == "supervised" else None
+    return model
+
+
 @contextmanager
 def _torch_threads(threads: int | None) -> Iterator[None]:
     previous = torch.get_num_threads()
@@ -177,7 +184,7 @@ def train_shapes_model(
         raise ValueError(f"objective must be 'supervised' or 'simclr', got {objective!r}")
     with torch.random.fork_rng(devices=[]), _torch_threads(threads):
         torch.manual_seed(config.seed)
-        model = ShapesNet(len(SHAPE_CLASSES) if objective == "supervised" else None)
+        model = _new_model(objective)
         width = model.embedding_dim
         head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 64))
         params = list(model.parameters()) + (list(head.parameters()) if objective == "simclr" else [])
@@ -199,19 +206,12 @@ def train_shapes_model(
             optimizer.step()
             schedule.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.class_names = list(SHAPE_CLASSES) if objective == "supervised" else None
     return model.to(memory_format=torch.contiguous_format).eval()
 
 
 def cache_dir() -> Path:
     """Where trained weights are kept: ``$LAFAM_CACHE``, else ``~/.cache/lafam_utils``."""
     return Path(os.environ.get("LAFAM_CACHE") or Path.home() / ".cache" / "lafam_utils")
-
-
-def _build(name: str) -> ShapesNet:
-    model = ShapesNet(len(SHAPE_CLASSES) if name == "shapes-supervised" else None)
-    model.class_names = list(SHAPE_CLASSES) if name == "shapes-supervised" else None
-    return model
 
 
 def load_shapes_model(
@@ -227,14 +227,15 @@ def load_shapes_model(
     ``model.class_names``) or ``"shapes-simclr"`` ((B, 128) embeddings).
 
     ``weights="default"`` loads the cached weights of ``config`` (default: ``DEFAULT_CONFIGS``),
-    training them on first use;
-    ``weights=None`` gives a random init; ``checkpoint`` loads a state dict from a file.
+    training them on first use; ``weights=None`` gives a random init; ``checkpoint`` (which takes
+    precedence) loads a state dict, or a cache file's ``{"state_dict": ...}``, from a file.
     """
     if name not in SHAPES_MODELS:
         raise ValueError(f"unknown shapes model {name!r}; expected one of {SHAPES_MODELS}")
     if weights not in ("default", None):
         raise ValueError(f"weights must be 'default' or None, got {weights!r}")
-    model = _build(name)
+    objective = name.removeprefix("shapes-")
+    model = _new_model(objective)
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("state_dict", state))
@@ -242,7 +243,7 @@ def load_shapes_model(
         config = config or DEFAULT_CONFIGS[name]
         path = cache_dir() / f"{name}-{config.digest()}.pt"
         if not path.exists():
-            trained = train_shapes_model(name.removeprefix("shapes-"), config, progress)
+            trained = train_shapes_model(objective, config, progress)
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save({"state_dict": trained.state_dict(), "config": asdict(config)}, partial)

@@ -76,8 +76,10 @@ def test_training_is_deterministic_cached_and_respects_lafam_cache(tmp_path, mon
     second = load_shapes_model("shapes-simclr", config=TINY, progress=False)
     assert time.perf_counter() - start < 1.0
     retrained = train_shapes_model("simclr", TINY, progress=False, workers=0)
+    from_file = load_shapes_model("shapes-simclr", checkpoint=cached)
     for name, tensor in first.state_dict().items():
-        assert torch.equal(tensor, second.state_dict()[name]) and torch.equal(tensor, retrained.state_dict()[name])
+        for other in (second, retrained, from_file):
+            assert torch.equal(tensor, other.state_dict()[name])
     assert cached.name == f"shapes-simclr-{TINY.digest()}.pt"
     assert TrainConfig(size=32, steps=2, batch_size=4, seed=1).digest() != TINY.digest()
 
