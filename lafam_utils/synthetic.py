@@ -11,7 +11,7 @@ Splits:
 - ``"multi"``: two objects of distinct classes, one in each half of the image, never overlapping.
 - ``"hard"``: one object in a case where a supervised classifier tends to fail, cycling by index
   through ``"small"`` (radius 5-9 %), ``"occluded"`` (a bar painted across it) and
-  ``"distractors"`` (3-5 elongated ellipses and bars of other colours, not of any class).
+  ``"distractors"`` (3-5 elongated ellipses and bars of random colours, of no class).
 
 ``write_voc`` writes a dataset in the PASCAL VOC layout so a VOC loader reads it unchanged.
 """
