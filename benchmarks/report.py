@@ -41,7 +41,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Command: `{result['command']}` ({result['started']}, {result['seconds']:.0f} s in all){partial}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads{gpu}; "
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch threads: {m['torch_threads']}{gpu}; "
         f"torch {m['torch']}, device `{m['device']}`; 1-minute load average {load['start']:.1f} at the start, "
         f"{load['end']:.1f} at the end.",
         "",

@@ -3,6 +3,7 @@
     make bench                                   # CPU, default sizes (< 10 minutes on 2 cores)
     make bench BENCH_ARGS="--large"              # larger batches / more RELAX masks
     make bench BENCH_ARGS="--device cuda"        # GPU: synchronised timings, GPU memory, throughput
+    make bench BENCH_ARGS="--threads 1"          # one torch thread: steady times on a shared machine
 
 Each case times its contenders in interleaved rounds after a warm-up and reports within-round
 ratios; the peak memory of each contender is measured once in a fresh subprocess.
