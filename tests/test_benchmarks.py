@@ -117,3 +117,18 @@ def test_a_failing_case_is_recorded_not_raised():
 def test_an_unknown_case_id_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no case id starts with.*lafam-b1"):
         run.main(["--tiny", "--cases", "no-such-case", "--no-memory", "--out", str(tmp_path)])
+
+
+def test_gpu_variants_record_how_far_their_maps_move():
+    """The throughput case's variants, built here on the CPU (bf16 autocast works there too)."""
+    from benchmarks.cases import gpu
+
+    notes: dict[str, object] = {}
+    contenders = gpu._contenders(gpu.lu.LaFAM, 2, Settings(tiny=True), notes)
+    assert set(contenders) == {f"LaFAM {variant}" for variant in gpu.VARIANTS}
+    assert notes["LaFAM fp32: max |map - fp32 map|"] == 0
+    assert notes["LaFAM fp32 channels_last: max |map - fp32 map|"] <= 1e-4
+    bf16 = notes["LaFAM bf16 channels_last: max |map - fp32 map|"]
+    assert 0 < bf16 <= 1 and notes["LaFAM bf16 channels_last: within 0.01"] == (bf16 <= 1e-2)
+    assert contenders["LaFAM fp32"]().shape == (2, 64, 64)
+    assert gpu.cases(Settings()) == []

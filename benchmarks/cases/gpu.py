@@ -30,7 +30,7 @@ def variant_call(explainer: Explainer, x: Tensor, dtype: torch.dtype | None) -> 
     """``explainer(x)``, under bf16 autocast when ``dtype`` is given."""
 
     def call() -> Tensor:
-        with torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext():
+        with torch.autocast(x.device.type, dtype=dtype) if dtype is not None else nullcontext():
             return explainer(x)
 
     return call
