@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import lafam_utils as lu
 from lafam_utils.hooks import layer_output
-from lafam_utils.shapes_models import ShapesNet, TrainConfig, load_shapes_model, nt_xent, train_shapes_model
+from lafam_utils.shapes_models import ShapesNet, TrainConfig, augment, load_shapes_model, nt_xent, train_shapes_model
 from lafam_utils.synthetic import SHAPE_CLASSES
 
 TINY = TrainConfig(size=32, steps=2, batch_size=4)
@@ -28,13 +28,22 @@ def test_layer4_is_at_one_32nd_of_the_input():
     assert ShapesNet(num_classes=None)(torch.randn(1, 3, 97, 131)).shape == (1, 128)
 
 
-def test_random_init_models_by_name():
+def test_random_init_models_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAFAM_CACHE", str(tmp_path))
     supervised = load_shapes_model("shapes-supervised", weights=None)
     encoder = load_shapes_model("shapes-simclr", weights=None)
     assert not supervised.training and supervised.class_names == list(SHAPE_CLASSES)
     assert encoder(torch.randn(2, 3, 64, 64)).shape == (2, 128)
     maps = lu.LaFAM(encoder)(torch.randn(1, 3, 96, 96))
     assert maps.shape == (1, 96, 96) and 0 <= maps.min() and maps.max() <= 1
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing cached
+
+
+def test_augment_gives_distinct_views_reproducibly():
+    x = lu.SyntheticShapes(2, size=64)[0]["image"].expand(3, -1, -1, -1)
+    first = augment(x, torch.Generator().manual_seed(0))
+    assert first.shape == x.shape and not torch.equal(first[0], first[1])
+    assert torch.equal(first, augment(x, torch.Generator().manual_seed(0)))
 
 
 def test_bad_names_and_weights_raise():
