@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -67,7 +68,7 @@ def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -
         del contenders
         result["rounds"] = rounds or case.rounds
         result["times_s"] = times
-        result["median_s"] = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+        result["median_s"] = {name: statistics.median(t) for name, t in times.items()}
         result["comparisons"] = [
             {
                 "label": c.label,

@@ -44,7 +44,11 @@ class Comparison:
 
 @dataclass
 class Case:
-    """One group of contenders timed in interleaved rounds; ``build`` makes them (models, inputs)."""
+    """One group of contenders timed in interleaved rounds.
+
+    ``build`` makes them (models, inputs) only when the case runs; ``items`` is the number of
+    images per call (for per-image times); ``notes`` holds what a case measures besides time.
+    """
 
     id: str
     title: str
@@ -53,7 +57,7 @@ class Case:
     items: int = 1
     rounds: int = 5
     notes: dict[str, object] = field(default_factory=dict)
-    module: str = ""
+    module: str = ""  # the case module's name, set by run.all_cases (the memory probe imports only it)
 
 
 def resnet50(device: str, seed: int = 0) -> nn.Module:
