@@ -13,10 +13,7 @@ folders) are taken from the repository root (``repo_path``), whatever the workin
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,21 +74,6 @@ def numbered_notebooks(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = No
     return notebooks
 
 
-@contextmanager
-def _repository_on_kernel_path() -> Iterator[None]:
-    """Put the repository first on the kernels' PYTHONPATH, so notebooks import this checkout's
-    ``lafam_utils`` whatever the working directory and however the package was installed."""
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), previous]))
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = previous
-
-
 def run_series(
     params_file: str | Path,
     output_dir: str | Path | None = None,
@@ -111,16 +93,15 @@ def run_series(
         target = out / notebook.name
         print(f"running {notebook.name} -> {target}", flush=True)
         try:
-            with _repository_on_kernel_path():
-                papermill.execute_notebook(
-                    str(notebook),
-                    str(target),
-                    parameters=params,
-                    cwd=str(notebook.parent),
-                    kernel_name="python3",
-                    progress_bar=False,
-                    log_output=log_output,
-                )
+            papermill.execute_notebook(
+                str(notebook),
+                str(target),
+                parameters=params,
+                cwd=str(notebook.parent),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=log_output,
+            )
         except PapermillExecutionError as err:
             raise NotebookFailed(
                 f"{notebook.name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue}\n"
