@@ -7,6 +7,7 @@ round, where both sides saw the same load.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import statistics
@@ -80,6 +81,14 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+def release_free_heap() -> None:
+    """Hand memory that earlier work freed back to the OS (glibc), so it cannot hide a new peak."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def peak_memory(fn: Callable[[], object], device: str = "cpu") -> dict[str, float]:
     """Run ``fn`` once and report peak RSS (absolute and above the RSS before the call), in MiB.
 
@@ -87,6 +96,7 @@ def peak_memory(fn: Callable[[], object], device: str = "cpu") -> dict[str, floa
     fresh process so memory freed by earlier work does not hide this call's peak.
     """
     synchronize(device)
+    release_free_heap()
     before = rss_mib()
     reset_peak_rss()
     if device.startswith("cuda"):
@@ -95,7 +105,7 @@ def peak_memory(fn: Callable[[], object], device: str = "cpu") -> dict[str, floa
     fn()
     synchronize(device)
     peak = rss_mib("VmHWM")
-    result = {"peak_rss_mib": peak, "rss_increase_mib": peak - before}
+    result = {"peak_rss_mib": peak, "rss_increase_mib": max(peak - before, 0.0)}
     if device.startswith("cuda"):
         gpu_peak = torch.cuda.max_memory_allocated(device)
         result["gpu_peak_mib"] = gpu_peak / 2**20
