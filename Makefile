@@ -1,6 +1,8 @@
 # make run   - execute the numbered notebooks headlessly (papermill) with PARAMS
 # make test  - run the test suite
 # make bench - run the speed and memory benchmarks
+# make models - retrain the shipped shapes models from their recipes and compare with data/models
+#               (MODELS_ARGS=--ship replaces the shipped files and their manifest entries)
 # The virtual environment .venv is (re)built when pyproject.toml or constraints.txt change.
 
 PYTHON ?= python3
@@ -10,8 +12,9 @@ STAMP  := $(VENV)/.installed
 PARAMS ?= notebooks/params/demo.yaml
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+MODELS_ARGS ?=
 
-.PHONY: run test bench lab clean-venv
+.PHONY: run test bench models lab clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+models: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m lafam_utils.shapes_retrain $(MODELS_ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from .shapes_models import SHAPES_MODELS
+
 BOLTS_URLS = {
     "simclr": "https://pl-bolts-weights.s3.us-east-2.amazonaws.com/simclr/bolts_simclr_imagenet/simclr_imagenet.ckpt",
     "swav": "https://pl-bolts-weights.s3.us-east-2.amazonaws.com/swav/bolts_swav_imagenet/swav_imagenet.ckpt",
@@ -28,7 +30,6 @@ BOLTS_URLS = {
 PAPER_EMBEDDINGS = {"simclr": "backbone", "swav": "projection"}
 EMBEDDINGS = ("backbone", "projection")
 PAPER_WEIGHTS = {"resnet50": "IMAGENET1K_V1"}
-SHAPES_MODELS = ("shapes-supervised", "shapes-simclr")
 TORCHVISION_MODELS = tuple(torchvision.models.list_models(module=torchvision.models))
 
 # Where a Bolts checkpoint keeps the ResNet50 and the projection head, and its parts no embedding
@@ -83,7 +84,8 @@ def load_model(
       ``embedding="backbone"``: pooled 2048-d layer4 features; ``"projection"``: the 128-d
       L2-normalised projection-head output. Defaults are the embeddings the paper's RELAX used:
       SimCLR -> backbone (its ``encoder(x)[0]``), SwAV -> projection (its ``model(x)[0]``).
-    - ``"shapes-supervised"``, ``"shapes-simclr"``: the CNNs of the synthetic shapes benchmark.
+    - ``"shapes-supervised"``, ``"shapes-simclr"``, ``"shapes-simclr-background"``: the CNNs of the
+      synthetic shapes benchmark, shipped in ``data/models`` (the last a background-biased negative control).
 
     ``weights=None``: random init, no download. Downloads are cached (see ``fetch``); torchvision's
     are hash-checked and loaded by torchvision. ``checkpoint``: a local file instead of the

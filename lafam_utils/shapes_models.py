@@ -5,14 +5,17 @@
 pooling and a linear head. ``layer4`` is the ResNet50 ``layer4`` analogue: 7x7 for 224 inputs,
 so every explainer's default layer works unchanged.
 
-``load_shapes_model("shapes-supervised")`` trains the classifier on first use,
-``load_shapes_model("shapes-simclr")`` the same backbone with SimCLR (no labels); both are cached
-in ``$LAFAM_CACHE`` (default ``~/.cache/lafam_utils``) and load from there in well under a second.
+``load_shapes_model("shapes-supervised")`` loads the classifier, ``load_shapes_model("shapes-simclr")``
+the same backbone trained with SimCLR (no labels) and ``"shapes-simclr-background"`` the
+background-biased negative control, from the files shipped in ``data/models`` (recipe and sha256
+in its ``MANIFEST.json``, checked on load); ``python -m lafam_utils.shapes_retrain`` (``make
+models``) retrains them from ``RECIPES``. Training is deterministic on one torch thread.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -31,9 +34,9 @@ from tqdm.auto import tqdm
 
 from .synthetic import SHAPE_CLASSES, SyntheticShapes
 
-SHAPES_MODELS = ("shapes-supervised", "shapes-simclr")
 Objective = Literal["supervised", "simclr"]
 TRAIN_SEED_OFFSET = 1 << 20  # training images use seeds far from the evaluation seeds (0, 1, ...)
+MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
@@ -72,12 +75,21 @@ class ShapesNet(nn.Module):
         return self.fc(self.features(x))
 
 
+Window = Literal["object", "contains", "random"]
+Backgrounds = Literal["shared", "independent"]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A training recipe; its hash names the cache file, so a changed recipe trains anew.
 
-    Images are rendered at ``size`` (the evaluation size, so objects have their evaluation
-    pixel scale) and cropped to ``crop`` around the object, which costs a third of full images.
+    Images are rendered at ``size`` (the evaluation size, so objects have their evaluation pixel
+    scale) and cut to a ``crop`` window, which costs a third of full images. ``window`` places it:
+    ``"object"`` centred on the object (jittered by up to a quarter of the window), ``"contains"``
+    anywhere the whole object fits (the object at a random place; centred on it when it does not
+    fit), ``"random"`` anywhere in the image (no mask used). ``backgrounds="independent"`` gives
+    the two SimCLR views of an image the same objects on two independent backgrounds (rendered so,
+    no label used); ``"shared"``: both views are augmentations of one image.
     """
 
     size: int = 224
@@ -87,16 +99,33 @@ class TrainConfig:
     lr: float = 3e-3
     temperature: float = 0.2
     seed: int = 0
+    window: Window = "random"
+    backgrounds: Backgrounds = "shared"
+
+    def __post_init__(self) -> None:
+        if self.window not in ("object", "contains", "random"):
+            raise ValueError(f"window must be 'object', 'contains' or 'random', got {self.window!r}")
+        if self.backgrounds not in ("shared", "independent"):
+            raise ValueError(f"backgrounds must be 'shared' or 'independent', got {self.backgrounds!r}")
 
     def digest(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
 
-DEFAULT_CONFIGS = {"shapes-supervised": TrainConfig(steps=400), "shapes-simclr": TrainConfig(steps=150)}
+RECIPES: dict[str, tuple[Objective, TrainConfig]] = {
+    "shapes-supervised": ("supervised", TrainConfig(steps=800, window="contains")),
+    "shapes-simclr": ("simclr", TrainConfig(steps=1000, window="random", backgrounds="independent")),
+    "shapes-simclr-background": ("simclr", TrainConfig(steps=150, window="object", backgrounds="shared")),
+}
+"""The shipped models' recipes. ``shapes-simclr-background`` is the negative control: views cut
+around the object from one image whose background texture is unique to it, so SimCLR can tell
+the images apart by their background, and does."""
+SHAPES_MODELS = tuple(RECIPES)
 
 
 class _TrainingBatches(Dataset):
-    """Batch ``step`` of fresh single-object images, cropped around the object; never the evaluation seeds."""
+    """Batch ``step``: windows of fresh single-object images (never the evaluation seeds), the same
+    windows of the second views (other backgrounds, or the same images) and the labels."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -105,17 +134,34 @@ class _TrainingBatches(Dataset):
     def __len__(self) -> int:
         return self.config.steps
 
-    def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
-        size, crop, b = self.config.size, min(self.config.crop, self.config.size), self.config.batch_size
-        items = [self.data[i] for i in range(step * b, (step + 1) * b)]
-        jitter = np.random.default_rng([self.config.seed, step]).uniform(-crop / 4, crop / 4, (b, 2))
-        crops = []
-        for item, (jy, jx) in zip(items, jitter):
-            ys, xs = np.nonzero(item["mask"].numpy())
-            top = int(np.clip(ys.mean() - crop / 2 + jy, 0, size - crop))
-            left = int(np.clip(xs.mean() - crop / 2 + jx, 0, size - crop))
-            crops.append(item["image"][:, top : top + crop, left : left + crop])
-        return torch.stack(crops), torch.tensor([item["label_ids"][0] for item in items])
+    def _window(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+        size, crop, window = self.config.size, min(self.config.crop, self.config.size), self.config.window
+        if window == "random":
+            return tuple(int(c) for c in rng.integers(0, size - crop + 1, 2))
+        ys, xs = np.nonzero(mask)
+        corner = []
+        for low, high, centre in ((ys.min(), ys.max(), ys.mean()), (xs.min(), xs.max(), xs.mean())):
+            if window == "object":
+                start = centre - crop / 2 + rng.uniform(-crop / 4, crop / 4)
+            elif high - low + 1 <= crop:
+                start = rng.uniform(max(0, high + 1 - crop), min(low, size - crop))
+            else:
+                start = (low + high + 1 - crop) / 2
+            corner.append(int(np.clip(start, 0, size - crop)))
+        return corner[0], corner[1]
+
+    def __getitem__(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        crop, b = min(self.config.crop, self.config.size), self.config.batch_size
+        rng = np.random.default_rng([self.config.seed, step])
+        first, second, labels = [], [], []
+        for i in range(step * b, (step + 1) * b):
+            item = self.data[i]
+            top, left = self._window(item["mask"].numpy(), rng)
+            cut = (slice(None), slice(top, top + crop), slice(left, left + crop))
+            first.append(item["image"][cut])
+            second.append(self.data.item(i, background=0)["image"][cut] if self.config.backgrounds == "independent" else first[-1])
+            labels.append(item["label_ids"][0])
+        return torch.stack(first), torch.stack(second), torch.tensor(labels)
 
 
 def augment(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -194,12 +240,12 @@ def train_shapes_model(
         model.train().to(memory_format=torch.channels_last)
         batches = DataLoader(_TrainingBatches(config), batch_size=None, num_workers=workers)
         bar = tqdm(batches, desc=f"shapes-{objective}", disable=not progress)
-        for images, labels in bar:
+        for images, others, labels in bar:
             images = images.contiguous(memory_format=torch.channels_last)
             if objective == "supervised":
                 loss = F.cross_entropy(model(images), labels)
             else:
-                views = augment(images, generator), augment(images, generator)
+                views = augment(images, generator), augment(others.contiguous(memory_format=torch.channels_last), generator)
                 loss = nt_xent(head(model(views[0])), head(model(views[1])), config.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,8 +256,77 @@ def train_shapes_model(
 
 
 def cache_dir() -> Path:
-    """Where trained weights are kept: ``$LAFAM_CACHE``, else ``~/.cache/lafam_utils``."""
+    """Where weights trained from a custom recipe are kept: ``$LAFAM_CACHE``, else ``~/.cache/lafam_utils``."""
     return Path(os.environ.get("LAFAM_CACHE") or Path.home() / ".cache" / "lafam_utils")
+
+
+class ShippedModelError(RuntimeError):
+    """A shipped model file is missing, altered, or was trained from another recipe than the code's."""
+
+
+def model_file_bytes(model: ShapesNet, objective: Objective, config: TrainConfig) -> bytes:
+    """The bytes of a model file: tensors and plain values only (``torch.load(weights_only=True)``),
+    the same bytes for the same weights whatever the file is called."""
+    buffer = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "objective": objective, "config": asdict(config)}, buffer)
+    return buffer.getvalue()
+
+
+def read_manifest(directory: Path | None = None) -> dict[str, dict]:
+    """``MANIFEST.json`` of ``directory`` (default ``MODELS_DIR``): model name -> file, sha256, objective, recipe."""
+    path = (directory or MODELS_DIR) / "MANIFEST.json"
+    if not path.is_file():
+        raise ShippedModelError(f"{path} does not exist; the shipped shapes models are expected there (retrain: make models)")
+    return json.loads(path.read_text())
+
+
+def ship_model(name: str, model: ShapesNet, directory: Path | None = None) -> str:
+    """Write ``name``'s file (``<name>.pt``) into ``directory`` (default ``MODELS_DIR``) and record
+    it in its manifest; return its sha256."""
+    objective, config = RECIPES[name]
+    directory = directory or MODELS_DIR
+    data = model_file_bytes(model, objective, config)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.pt").write_bytes(data)
+    manifest_path = directory / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    digest = hashlib.sha256(data).hexdigest()
+    manifest[name] = {"file": f"{name}.pt", "sha256": digest, "objective": objective, "recipe": asdict(config)}
+    manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+    return digest
+
+
+def load_shipped_state(name: str, directory: Path | None = None) -> dict[str, Tensor]:
+    """The state dict of ``name``'s shipped file in ``directory`` (default ``MODELS_DIR``), after
+    checking it against the manifest: the
+    file's sha256, and the recipe (objective and ``TrainConfig``) of the manifest, of the file
+    and of ``RECIPES`` must all agree, else a ``ShippedModelError`` says which differs."""
+    objective, config = RECIPES[name]
+    directory = directory or MODELS_DIR
+    entry = read_manifest(directory).get(name)
+    if entry is None:
+        raise ShippedModelError(f"{directory / 'MANIFEST.json'} has no entry for {name!r} (retrain: make models)")
+    path = directory / entry["file"]
+    if not path.is_file():
+        raise ShippedModelError(f"{path}, the shipped weights of {name!r}, does not exist (retrain: make models)")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise ShippedModelError(
+            f"{path} has sha256 {digest}, but the manifest records {entry['sha256']}: the file was altered "
+            "or replaced (restore it from git, or retrain and record it: make models MODELS_ARGS=--ship)"
+        )
+    expected = {"objective": objective, "recipe": asdict(config)}
+    recorded = {"objective": entry["objective"], "recipe": entry["recipe"]}
+    if recorded != expected:
+        raise ShippedModelError(
+            f"{name!r} was shipped trained with {recorded}, but the code's recipe is {expected} "
+            "(retrain and record it: make models MODELS_ARGS=--ship)"
+        )
+    stored = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if {"objective": stored.get("objective"), "recipe": stored.get("config")} != expected:
+        raise ShippedModelError(f"{path} holds a model of another recipe than its manifest entry records")
+    return stored["state_dict"]
 
 
 def load_shapes_model(
@@ -224,32 +339,49 @@ def load_shapes_model(
     progress: bool = True,
 ) -> ShapesNet:
     """A shapes model in eval mode: ``"shapes-supervised"`` (logits over ``SHAPE_CLASSES``, see
-    ``model.class_names``) or ``"shapes-simclr"`` ((B, 128) embeddings).
+    ``model.class_names``), ``"shapes-simclr"`` or ``"shapes-simclr-background"`` ((B, 128) embeddings).
 
-    ``weights="default"`` loads the cached weights of ``config`` (default: ``DEFAULT_CONFIGS``),
-    training them on first use; ``weights=None`` gives a random init; ``checkpoint`` (which takes
-    precedence) loads a state dict, or a cache file's ``{"state_dict": ...}``, from a file.
+    ``weights="default"`` loads the weights shipped in ``data/models`` (checked against their
+    recorded sha256 and recipe; nothing is trained). ``config``, a recipe other than the shipped
+    one, trains on first use and caches the weights in ``cache_dir()``. ``weights=None`` gives a
+    random init; ``checkpoint`` (which takes precedence) loads a state dict, or a model file's
+    ``{"state_dict": ...}``, from a file.
     """
     if name not in SHAPES_MODELS:
         raise ValueError(f"unknown shapes model {name!r}; expected one of {SHAPES_MODELS}")
     if weights not in ("default", None):
         raise ValueError(f"weights must be 'default' or None, got {weights!r}")
-    objective = name.removeprefix("shapes-")
+    objective = RECIPES[name][0]
     model = _new_model(objective)
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("state_dict", state))
+    elif weights == "default" and (config is None or config == RECIPES[name][1]):
+        model.load_state_dict(load_shipped_state(name))
     elif weights == "default":
-        config = config or DEFAULT_CONFIGS[name]
         path = cache_dir() / f"{name}-{config.digest()}.pt"
         if not path.exists():
             trained = train_shapes_model(objective, config, progress)
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"state_dict": trained.state_dict(), "config": asdict(config)}, partial)
+            partial.write_bytes(model_file_bytes(trained, objective, config))
             os.replace(partial, path)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
     return model.eval().to(device)
 
 
-__all__ = ["SHAPES_MODELS", "ShapesNet", "TrainConfig", "cache_dir", "load_shapes_model", "nt_xent", "train_shapes_model"]
+__all__ = [
+    "RECIPES",
+    "SHAPES_MODELS",
+    "ShapesNet",
+    "ShippedModelError",
+    "TrainConfig",
+    "cache_dir",
+    "load_shapes_model",
+    "load_shipped_state",
+    "model_file_bytes",
+    "nt_xent",
+    "read_manifest",
+    "ship_model",
+    "train_shapes_model",
+]

@@ -4,7 +4,9 @@ Each image shows objects from ``SHAPE_CLASSES`` (random colour, size, position, 
 smooth textured background with pixel noise. Masks are exact: an object's mask is the set of
 pixels painted in its colour (pixel centres inside the shape, no anti-aliasing), minus what a
 later object or occluder covers. Item ``i`` is computed from ``(seed, split, i)`` alone, so any
-number of images is available without storing them.
+number of images is available without storing them. ``item(i, background=b)`` renders the same
+objects on an independent background (texture and noise drawn from ``(seed, split, i, b)``), so
+two views of one scene can share the objects and nothing else.
 
 Splits:
 - ``"single"``: one object (radius 14-30 % of the image side), for the localisation metrics.
@@ -211,11 +213,20 @@ class SyntheticShapes(Dataset):
         ]
         return distractors + [place(kind, 0.1, 0.18, (0, 0, 1, 1))], rng
 
-    def render(self, index: int) -> tuple[np.ndarray, np.ndarray, list[Shape]]:
+    def render(self, index: int, background: int | None = None) -> tuple[np.ndarray, np.ndarray, list[Shape]]:
         """Item ``index`` before normalisation: (3, size, size) image in [0, 1], the (size, size)
         int64 owner map (object number in painting order among the class objects, -1 background,
-        -2 distractor) and the class objects."""
+        -2 distractor) and the class objects.
+
+        ``background=None`` draws the texture and noise from the scene's own generator (the
+        dataset's image); an int ``b >= 0`` draws them from ``(seed, split, index, b)`` instead:
+        the same objects on a background that says nothing about the item or another ``b``.
+        """
         shapes, rng = self.scene(index)
+        if background is not None:
+            if not isinstance(background, int) or background < 0:
+                raise ValueError(f"background must be None or a non-negative int, got {background!r}")
+            rng = np.random.default_rng([self.seed, SPLITS.index(self.split), index, 1, background])
         image = _background(rng, self.size)
         owner = np.full((self.size, self.size), -1, dtype=np.int64)
         objects = [sh for sh in shapes if sh.kind != DISTRACTOR]
@@ -228,7 +239,12 @@ class SyntheticShapes(Dataset):
         return np.clip(image, 0, 1), owner, objects
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image, owner, objects = self.render(index)
+        return self.item(index)
+
+    def item(self, index: int, background: int | None = None) -> dict[str, Any]:
+        """Item ``index`` (``ds[index]``), or with ``background=b`` its objects on background ``b``
+        (see ``render``)."""
+        image, owner, objects = self.render(index, background)
         image = (image - _MEAN) / _STD
         return {
             "image": torch.from_numpy(image),

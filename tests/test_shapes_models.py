@@ -1,12 +1,32 @@
+import hashlib
+import json
+import shutil
 import time
+from dataclasses import asdict
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import lafam_utils as lu
+from lafam_utils import shapes_models, shapes_retrain
 from lafam_utils.hooks import layer_output
-from lafam_utils.shapes_models import ShapesNet, TrainConfig, augment, load_shapes_model, nt_xent, train_shapes_model
+from lafam_utils.shapes_models import (
+    MODELS_DIR,
+    RECIPES,
+    SHAPES_MODELS,
+    ShapesNet,
+    ShippedModelError,
+    TrainConfig,
+    _TrainingBatches,
+    augment,
+    load_shapes_model,
+    load_shipped_state,
+    nt_xent,
+    ship_model,
+    train_shapes_model,
+)
+from lafam_utils.shapes_quality import fit_linear_probe
 from lafam_utils.synthetic import SHAPE_CLASSES
 
 TINY = TrainConfig(size=32, steps=2, batch_size=4)
@@ -44,6 +64,80 @@ def test_augment_gives_distinct_views_reproducibly():
     first = augment(x, torch.Generator().manual_seed(0))
     assert first.shape == x.shape and not torch.equal(first[0], first[1])
     assert torch.equal(first, augment(x, torch.Generator().manual_seed(0)))
+
+
+def test_shipped_models_match_their_recorded_sha256_and_recipe():
+    manifest = json.loads((MODELS_DIR / "MANIFEST.json").read_text())
+    assert sorted(manifest) == sorted(SHAPES_MODELS)
+    for name, (objective, config) in RECIPES.items():
+        entry, data = manifest[name], (MODELS_DIR / manifest[name]["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert entry["objective"] == objective and entry["recipe"] == asdict(config)
+        stored = torch.load(MODELS_DIR / entry["file"], weights_only=True)
+        assert stored["config"] == asdict(config) and stored["objective"] == objective
+        model = lu.load_model(name)
+        assert all(torch.equal(v, stored["state_dict"][k]) for k, v in model.state_dict().items())
+        assert len(data) < 5e6
+
+
+def test_altered_file_or_recipe_gives_a_clear_error(tmp_path, monkeypatch):
+    shutil.copytree(MODELS_DIR, tmp_path, dirs_exist_ok=True)
+    monkeypatch.setattr(shapes_models, "MODELS_DIR", tmp_path)
+    path = tmp_path / "shapes-simclr.pt"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ShippedModelError, match="sha256 .* but the manifest records"):
+        load_shapes_model("shapes-simclr")
+    assert load_shapes_model("shapes-supervised").class_names == list(SHAPE_CLASSES)
+    changed = dict(RECIPES, **{"shapes-supervised": ("supervised", TrainConfig(steps=1))})
+    monkeypatch.setattr(shapes_models, "RECIPES", changed)
+    with pytest.raises(ShippedModelError, match="shipped trained with .* but the code's recipe is"):
+        load_shipped_state("shapes-supervised")
+    path.unlink()
+    with pytest.raises(ShippedModelError, match="does not exist"):
+        load_shapes_model("shapes-simclr")
+
+
+def test_retrain_reports_bit_identical_weights_and_ships(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shapes_models, "MODELS_DIR", tmp_path)
+    monkeypatch.setitem(RECIPES, "shapes-simclr", ("simclr", TINY))
+    monkeypatch.setattr(shapes_retrain, "model_quality", lambda model: {"linear probe": 0.5})
+    shapes_retrain.main(["shapes-simclr", "--ship", "--no-progress"])
+    assert "no shipped file to compare with" in capsys.readouterr().out
+    shipped = load_shapes_model("shapes-simclr")
+    shapes_retrain.main(["shapes-simclr", "--no-progress"])
+    assert "bit-identical to the shipped" in capsys.readouterr().out
+    monkeypatch.setitem(RECIPES, "shapes-simclr", ("simclr", TrainConfig(size=32, steps=2, batch_size=4, seed=1)))
+    ship_model("shapes-simclr", shipped)  # the old weights recorded under the new recipe
+    shapes_retrain.main(["shapes-simclr", "--no-progress"])
+    out = capsys.readouterr().out
+    assert "differs from the shipped file" in out and "| linear probe | 0.500 | 0.500 | 0.000 |" in out
+
+
+def test_training_windows(monkeypatch):
+    contains = _TrainingBatches(TrainConfig(size=96, crop=64, steps=2, batch_size=6, window="contains"))
+    images, others, labels = contains[1]
+    assert images.shape == others.shape == (6, 3, 64, 64) and torch.equal(images, others)
+    for k in range(6):  # the whole object lies inside its window unless it is larger than the window
+        item = contains.data[6 + k]
+        ys, xs = torch.nonzero(item["mask"], as_tuple=True)
+        assert labels[k] == item["label_ids"][0]
+        if ys.max() - ys.min() < 64 and xs.max() - xs.min() < 64:
+            found = [(t, l) for t in range(33) for l in range(33) if torch.equal(item["image"][:, t : t + 64, l : l + 64], images[k])]
+            (t, l), *_ = found
+            assert t <= ys.min() and ys.max() < t + 64 and l <= xs.min() and xs.max() < l + 64
+    views = _TrainingBatches(TrainConfig(size=96, crop=64, steps=1, batch_size=4, backgrounds="independent"))
+    first, second, _ = views[0]
+    assert not torch.equal(first, second) and torch.equal(views[0][1], second)
+
+
+def test_linear_probe_separates_separable_features():
+    labels = torch.arange(6).repeat(20)
+    features = torch.randn(120, 10, generator=torch.Generator().manual_seed(0))
+    features[torch.arange(120), labels] += 6
+    probe = fit_linear_probe(features * 100 + 7, labels)
+    assert (probe(features.double() * 100 + 7).argmax(1) == labels).all()
 
 
 def test_bad_names_and_weights_raise():

@@ -46,6 +46,21 @@ def test_deterministic_by_seed_split_and_index():
     assert a[4]["id"] != lu.SyntheticShapes(5, "hard", seed=3, size=64)[4]["id"]
 
 
+def test_background_views_share_the_objects_and_nothing_else():
+    ds = lu.SyntheticShapes(4, "hard", size=64, noise=0.0)
+    for i in range(len(ds)):
+        (image, owner, objects), (view, view_owner, view_objects) = ds.render(i), ds.render(i, background=0)
+        assert objects == view_objects and np.array_equal(owner, view_owner)
+        assert np.array_equal(image[:, owner != -1], view[:, owner != -1])
+        assert np.abs(image[:, owner == -1] - view[:, owner == -1]).mean() > 0.02
+    noisy = lu.SyntheticShapes(2, size=64)
+    assert torch.equal(noisy.item(1, background=3)["image"], noisy.item(1, background=3)["image"])
+    assert not torch.equal(noisy.item(1, background=3)["image"], noisy.item(1, background=4)["image"])
+    assert torch.equal(noisy.item(1)["image"], noisy[1]["image"])
+    with pytest.raises(ValueError, match="background must be"):
+        noisy.render(0, background=-1)
+
+
 def test_single_split_has_one_object_whose_mask_is_its_shape():
     ds = lu.SyntheticShapes(12, "single", size=64)
     for i in range(len(ds)):
