@@ -88,13 +88,15 @@ def linear_probe_accuracy(
         return (probe(test_features.double()).argmax(1) == test_labels).double().mean().item()
 
 
-def localisation(explainer: Any, dataset: SyntheticShapes, names: tuple[str, ...] = LOCALISATION_METRICS) -> dict[str, float]:
+def localisation(
+    explainer: Any, dataset: SyntheticShapes, names: tuple[str, ...] = LOCALISATION_METRICS, device: str | torch.device = "cpu",
+) -> dict[str, float]:
     """The mean of each metric of ``explainer``'s maps against the object masks over ``dataset``."""
     scores: dict[str, list[Tensor]] = {name: [] for name in names}
     for x, masks, _ in _batches(dataset, batch_size=20):
         with torch.no_grad():
-            maps = explainer(x)
-        for name, values in metrics.compute(maps, masks, metrics=names).items():
+            maps = explainer(x.to(device))
+        for name, values in metrics.compute(maps, masks.to(device), metrics=names).items():
             scores[name].append(values)
     return {name: torch.cat(values).nanmean().item() for name, values in scores.items()}
 

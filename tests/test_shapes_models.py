@@ -2,7 +2,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -30,6 +30,7 @@ from lafam_utils.shapes_quality import fit_linear_probe
 from lafam_utils.synthetic import SHAPE_CLASSES
 
 TINY = TrainConfig(size=32, steps=2, batch_size=4)
+REDUCED_SIZE, REDUCED_CROP, REDUCED_STEPS, REDUCED_BOUND = 128, 64, 60, 0.82
 
 
 def held_out(n: int, size: int):
@@ -199,18 +200,24 @@ def test_pointing_game_helper_counts_ties_like_quantus():
     assert pointing_game(maps, masks).tolist() == [1.0, 0.0]
 
 
-def test_quality_floor_of_reduced_training():
-    """Supervised accuracy well above chance; LaFAM on SimCLR points at the object more often than random maps."""
-    supervised = train_shapes_model("supervised", TrainConfig(size=64, steps=200), progress=False, workers=0)
+@pytest.mark.slow
+def test_reduced_runs_of_the_recipes_learn():
+    """The supervised recipe beats chance; the SimCLR recipe, at a CI-sized scale, gives LaFAM maps
+    that point at the object more often than a random-init encoder's (0.70-0.76 for init seeds
+    0-2 at this size), which already beat a random map's."""
+    supervised = train_shapes_model("supervised", replace(RECIPES["shapes-supervised"][1], size=64, crop=48, steps=200), progress=False, workers=0)
     images, labels, _ = held_out(96, 64)
     with torch.no_grad():
         accuracy = (supervised(images).argmax(1) == labels).float().mean().item()
     assert accuracy > 2 / len(SHAPE_CLASSES)
 
-    encoder = train_shapes_model("simclr", TrainConfig(size=96, steps=60), progress=False, workers=0)
-    images, _, masks = held_out(128, 96)
-    hits = pointing_game(lu.LaFAM(encoder)(images), masks).mean().item()
+    reduced = replace(RECIPES["shapes-simclr"][1], size=REDUCED_SIZE, crop=REDUCED_CROP, steps=REDUCED_STEPS)
+    encoder = train_shapes_model("simclr", reduced, progress=False, workers=0)
+    images, _, masks = held_out(128, REDUCED_SIZE)
+    torch.manual_seed(0)
+    initial = load_shapes_model("shapes-simclr", weights=None)
+    hits, initial_hits = (pointing_game(lu.LaFAM(m)(images), masks).mean().item() for m in (encoder, initial))
     # a random map's maximum is a uniform layer cell: the chance that its block meets the mask
     cells = layer_output(encoder, "layer4", images).shape[-1]
     blocks = masks.unflatten(1, (cells, -1)).unflatten(3, (cells, -1)).any(4).any(2)
-    assert hits > blocks.float().mean().item() + 0.1
+    assert blocks.float().mean().item() + 0.1 < initial_hits < REDUCED_BOUND <= hits
