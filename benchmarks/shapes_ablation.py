@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/shapes_ablation.py            # prints a markdown table
     OMP_NUM_THREADS=1 python benchmarks/shapes_ablation.py --out benchmarks/results/shapes_ablation.md
+    OMP_NUM_THREADS=1 python benchmarks/shapes_ablation.py --rows 2 3      # some rows only (0-based)
 
 Each row trains ``shapes-simclr`` with one variant of its recipe (one torch thread; the shipped
 recipe's row loads the shipped file, which ``make models`` reproduces bit for bit) and measures it
@@ -72,10 +73,13 @@ def table(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the table to this file")
+    parser.add_argument("--rows", type=int, nargs="*", help="measure only these rows (0-based; default: all)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows, seconds = {}, {}
-    for label, recipe in variants().items():
+    for index, (label, recipe) in enumerate(variants().items()):
+        if args.rows is not None and index not in args.rows:
+            continue
         start = time.perf_counter()
         model = recipe() if callable(recipe) else train_shapes_model("simclr", recipe, progress=False)
         if not callable(recipe):

@@ -113,7 +113,7 @@ class TrainConfig:
 
 
 RECIPES: dict[str, tuple[Objective, TrainConfig]] = {
-    "shapes-supervised": ("supervised", TrainConfig(steps=800, window="contains")),
+    "shapes-supervised": ("supervised", TrainConfig(crop=192, steps=800, window="contains")),
     "shapes-simclr": ("simclr", TrainConfig(steps=1000, window="random", backgrounds="independent")),
     "shapes-simclr-background": ("simclr", TrainConfig(steps=150, window="object", backgrounds="shared")),
 }
