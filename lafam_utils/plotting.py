@@ -27,7 +27,7 @@ MODEL_TITLES = {
     "swav": "SwAV",
     "shapes-supervised": "Shapes supervised",
     "shapes-simclr": "Shapes SimCLR",
-    "shapes-simclr-background": "Shapes SimCLR (background-biased)",
+    "shapes-simclr-background": "Shapes SimCLR-bg",
 }
 METHOD_TITLES = {"gradcam": "Grad-CAM", "lafam": "LaFAM", "relax": "RELAX", "eigencam": "EigenCAM"}
 MAP_CMAP = "jet"
