@@ -1,4 +1,5 @@
-"""lu.evaluate: rows equal direct computation, failures are isolated, resume after SIGKILL, torchrun sharding."""
+"""lu.evaluate: rows equal direct computation, failures are isolated, run identity, resume after SIGKILL
+and damage, parallel processes on one folder, torchrun sharding."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from evaluation_toy import CLASS_NAMES, PAIRS, ToyDataset, run, toy_explainers, 
 
 import lafam_utils as lu
 from lafam_utils.evaluation import METRIC_NAMES, chunk_path, load_results
+from lafam_utils.run_store import run_folders
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "evaluation_toy.py"
@@ -25,6 +27,13 @@ SCRIPT = REPO / "tests" / "evaluation_toy.py"
 
 def without_time(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns="seconds")
+
+
+def only_run(results_dir: Path) -> Path:
+    """The single run folder under ``results_dir``."""
+    runs = run_folders(results_dir)
+    assert len(runs) == 1, runs
+    return runs[0]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +67,10 @@ def test_rows_equal_direct_computation(tmp_path):
         assert rows["prediction"].tolist() == predicted
     assert (table["seconds"] > 0).all() and (table["error"] == "").all()
     assert (table["dataset"] == "toy").all()
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), table)
-    from_csv = pd.read_csv(tmp_path / "results.csv", keep_default_na=False, na_values=[""])
+    run_dir = Path(table.attrs["run_dir"])
+    assert run_dir == only_run(tmp_path)
+    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "results.parquet"), table)
+    from_csv = pd.read_csv(run_dir / "results.csv", keep_default_na=False, na_values=[""])
     assert from_csv.shape == table.shape and from_csv["id"].tolist() == table["id"].tolist()
 
 
@@ -67,6 +78,7 @@ def test_failing_item_is_recorded_and_the_rest_is_unchanged(reference, tmp_path)
     broken = reference[reference["index"] == 4]
     assert len(broken) == len(PAIRS)
     assert broken["error"].str.contains("OSError: image file 4 is truncated").all()
+    assert broken["id"].eq("img004").all()  # the dataset lists its ids: an error row keeps its id
     assert broken[list(METRIC_NAMES)].isna().all().all()
     clean = run(tmp_path, ToyDataset(n=10))
     others = reference["index"] != 4
@@ -120,11 +132,11 @@ def test_nan_map_and_raising_explainer_fail_only_their_image(tmp_path):
 
 
 def test_resume_computes_only_missing_chunks(reference, tmp_path):
-    run(tmp_path, ToyDataset(n=10, broken=(4,)))
-    missing = chunk_path(tmp_path, PAIRS[1], 2)
+    run_dir = Path(run(tmp_path, ToyDataset(n=10, broken=(4,))).attrs["run_dir"])
+    missing = chunk_path(run_dir, PAIRS[1], 2)
     missing.unlink()
-    (tmp_path / "results.parquet").unlink()
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "chunks").iterdir()}
+    (run_dir / "results.parquet").unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "chunks").iterdir()}
     table = run(tmp_path, ToyDataset(n=10, broken=(4,)))
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert missing.exists()
@@ -132,9 +144,10 @@ def test_resume_computes_only_missing_chunks(reference, tmp_path):
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
-    run(tmp_path, ToyDataset(n=4))
-    with pytest.raises(ValueError, match="batch_size: stored 3, now 2"):
-        run(tmp_path, ToyDataset(n=4), batch_size=2)
+    first = run(tmp_path, ToyDataset(n=4))
+    second = run(tmp_path, ToyDataset(n=4), batch_size=2)
+    assert first.attrs["run_dir"] != second.attrs["run_dir"]
+    pd.testing.assert_frame_equal(without_time(first), without_time(second))
 
 
 def subprocess_env() -> dict[str, str]:
@@ -142,19 +155,18 @@ def subprocess_env() -> dict[str, str]:
 
 
 def test_run_killed_with_sigkill_resumes_to_the_same_table(reference, tmp_path):
-    chunks = tmp_path / "chunks"
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), str(tmp_path), "--delay", "0.3"], cwd=REPO, env=subprocess_env(),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
-    while len(list(chunks.glob("*.parquet"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+    while len(list(tmp_path.glob("*/chunks/*.parquet"))) < 3 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = len(list(chunks.glob("*.parquet")))
+    done = len(list(tmp_path.glob("*/chunks/*.parquet")))
     assert 3 <= done < 4 * len(PAIRS), process.stderr.read().decode()
-    assert not (tmp_path / "results.parquet").exists()
+    assert not list(tmp_path.glob("*/results.parquet"))
     partial = load_results(tmp_path)
     assert not partial.duplicated(["model", "method", "index"]).any()
     table = run(tmp_path, ToyDataset(n=10, broken=(4,)))
@@ -165,9 +177,10 @@ def test_torchrun_two_processes_equal_single_process(reference, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path)]
     done = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    batches = sorted(int(p.stem.rsplit("__", 1)[1]) for p in (tmp_path / "chunks").glob("*.parquet"))
+    run_dir = only_run(tmp_path)
+    batches = sorted(int(p.stem.rsplit("__", 1)[1]) for p in (run_dir / "chunks").glob("*.parquet"))
     assert batches == sorted(list(range(4)) * len(PAIRS))
-    merged = pd.read_parquet(tmp_path / "results.parquet")
+    merged = pd.read_parquet(run_dir / "results.parquet")
     pd.testing.assert_frame_equal(without_time(merged), without_time(reference))
     pd.testing.assert_frame_equal(without_time(load_results(tmp_path)), without_time(reference))
 
