@@ -1,9 +1,10 @@
 """A tiny dataset, models and metric function for the evaluation tests; also a script for subprocess runs.
 
-``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS] [--log FILE]`` evaluates the toy
+``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS] [--log FILE] [--go FILE]`` evaluates the toy
 dataset (also under ``torchrun``); ``--delay`` slows every item down so a test can kill the run
-half-way; ``--log`` appends one line per explainer call (pid, explainer, hash of the images) so a
-test can tell whether two processes did the same work.
+half-way; ``--log`` appends one line per explainer call (pid, explainer, model, hash of the images) so a
+test can tell whether two processes did the same work; ``--go`` creates ``FILE.<pid>.ready`` once
+imported and waits for ``FILE`` to exist, so that several processes start evaluating together.
 """
 
 from __future__ import annotations
@@ -115,15 +116,17 @@ def run(results_dir: str | Path, dataset: ToyDataset, **kwargs):
 
 
 def logged(factories: dict, log: str) -> dict:
-    """``factories`` whose explainers append ``pid name sha256(x)`` to ``log`` on every call."""
+    """``factories`` whose explainers append ``pid name model sha256(x)`` to ``log`` on every call
+    (the model as the sum of its first weight tensor)."""
 
     def wrap(name, factory):
         def build(model, **kwargs):
             explain = factory(model, **kwargs)
+            model_key = f"{float(next(model.parameters()).sum()):.6f}"
 
             def call(x):
                 with open(log, "a") as file:
-                    file.write(f"{os.getpid()} {name} {hashlib.sha256(x.numpy().tobytes()).hexdigest()}\n")
+                    file.write(f"{os.getpid()} {name} {model_key} {hashlib.sha256(x.numpy().tobytes()).hexdigest()}\n")
                 return explain(x)
 
             return call
@@ -136,4 +139,8 @@ def logged(factories: dict, log: str) -> dict:
 if __name__ == "__main__":
     options = dict(zip(sys.argv[2::2], sys.argv[3::2]))
     extra = {"explainers": logged(toy_explainers(), options["--log"])} if "--log" in options else {}
+    if "--go" in options:
+        Path(f"{options['--go']}.{os.getpid()}.ready").touch()
+        while not Path(options["--go"]).exists():
+            time.sleep(0.01)
     run(sys.argv[1], ToyDataset(n=10, broken=(4,), delay=float(options.get("--delay", 0.0))), **extra)

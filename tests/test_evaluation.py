@@ -3,19 +3,21 @@ and damage, parallel processes on one folder, torchrun sharding."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from evaluation_toy import CLASS_NAMES, PAIRS, ToyDataset, run, toy_explainers, toy_metrics, toy_models
+from evaluation_toy import CLASS_NAMES, PAIRS, ToyDataset, ToyNet, run, toy_explainers, toy_metrics, toy_models
 
 import lafam_utils as lu
 from lafam_utils.evaluation import METRIC_NAMES, chunk_path, load_results
@@ -268,3 +270,113 @@ def test_progress_bar_counts_images_and_quiet_mode_prints_nothing(tmp_path, caps
     assert "12/12" in capsys.readouterr().err  # 4 images x 3 pairs
     run(tmp_path / "quiet", ToyDataset(n=4), progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_changed_settings_weights_or_data_never_return_old_rows(tmp_path):
+    """Problem 1: each of these changes used to return the first run's table from the same folder."""
+    dataset, pairs = ToyDataset(n=3), [("toyenc", "relax")]
+
+    def relax_run(n_masks=8, models=None, data=dataset):
+        return lu.evaluate(data, pairs, results_dir=tmp_path, batch_size=3, models=models or toy_models(),
+                           metric_fn=toy_metrics, explainer_kwargs={"relax": {"n_masks": n_masks}}, progress=False)
+
+    first = relax_run()
+    resumed = relax_run()
+    assert resumed.attrs["run_dir"] == first.attrs["run_dir"]
+    pd.testing.assert_frame_equal(resumed, first)
+    more_masks = relax_run(n_masks=64)
+    fresh = lu.evaluate(dataset, pairs, results_dir=tmp_path / "fresh", batch_size=3, models=toy_models(),
+                        metric_fn=toy_metrics, explainer_kwargs={"relax": {"n_masks": 64}}, progress=False)
+    pd.testing.assert_frame_equal(without_time(more_masks), without_time(fresh))
+    assert not np.allclose(more_masks["AUC"], first["AUC"])
+    other_weights = relax_run(models={"toynet": ToyNet(CLASS_NAMES), "toyenc": ToyNet(None, seed=7)})
+    other_data = relax_run(data=NaNImages(n=3))
+    assert len({t.attrs["run_dir"] for t in (first, more_masks, other_weights, other_data)}) == 4
+    assert len(run_folders(tmp_path)) == 4
+    identity = json.loads((Path(more_masks.attrs["run_dir"]) / "run.json").read_text())["identity"]
+    relax = identity["explainers"]["relax"]
+    assert relax["factory"] == "RELAX"
+    assert relax["kwargs"] | {"n_masks": 64} == relax["kwargs"]  # defaults filled in: every setting is there
+    assert {"cells", "p", "seed", "variant", "upsample", "threshold"} <= set(relax["kwargs"])
+    assert identity["models"]["toyenc"]["weights_sha256"] != json.loads(
+        (Path(other_weights.attrs["run_dir"]) / "run.json").read_text())["identity"]["models"]["toyenc"]["weights_sha256"]
+
+
+class Scaled(toy_explainers()["gradlike"]):
+    """A factory with a new constructor argument: its default enters the identity by itself."""
+
+    def __init__(self, model, scale: float = 1.0, precision: str = "fp32"):
+        super().__init__(model, scale)
+
+
+def test_new_constructor_arguments_and_evaluate_settings_enter_the_identity(tmp_path):
+    table = run(tmp_path, ToyDataset(n=3), explainers={"gradlike": Scaled, "lafam": toy_explainers()["lafam"]})
+    identity = json.loads((Path(table.attrs["run_dir"]) / "run.json").read_text())["identity"]
+    assert identity["explainers"]["gradlike"]["kwargs"] == {"scale": 1.0, "precision": "fp32"}
+    assert {"batch_size": 3, "k": 1000, "backend": "torch", "dataset_name": "toy"}.items() <= identity["settings"].items()
+    assert identity["dataset"]["length"] == 3 and identity["dataset"]["ids_sha256"]
+
+
+def test_failed_start_writes_nothing_and_the_corrected_call_runs(tmp_path):
+    """Problem 4: a misspelt method or setting used to write run.json and lock the folder."""
+    with pytest.raises(ValueError, match="unknown explainer 'lafma'"):
+        lu.evaluate(ToyDataset(n=2), [("toynet", "lafma")], results_dir=tmp_path, models=toy_models(), progress=False)
+    with pytest.raises(TypeError, match="n_mask"):
+        lu.evaluate(ToyDataset(n=2), [("toyenc", "relax")], results_dir=tmp_path, models=toy_models(),
+                    explainer_kwargs={"relax": {"n_mask": 8}}, progress=False)
+    with pytest.raises(ValueError, match="unknown model"):
+        lu.evaluate(ToyDataset(n=2), [("toynett", "lafam")], results_dir=tmp_path, models=toy_models(), progress=False)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+    table = lu.evaluate(ToyDataset(n=2), [("toynet", "lafam")], results_dir=tmp_path, models=toy_models(),
+                        metric_fn=toy_metrics, progress=False)
+    assert len(table) == 2 and (table["error"] == "").all()
+
+
+def test_damaged_chunks_are_recomputed_with_a_warning(reference, tmp_path):
+    """Problem 3: a truncated, an emptied and a swapped chunk used to crash or give wrong rows."""
+    run_dir = Path(run(tmp_path, ToyDataset(n=10, broken=(4,))).attrs["run_dir"])
+    truncated, emptied, swapped = chunk_path(run_dir, PAIRS[0], 0), chunk_path(run_dir, PAIRS[1], 1), chunk_path(run_dir, PAIRS[2], 1)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    emptied.write_bytes(b"")
+    swapped.write_bytes(chunk_path(run_dir, PAIRS[2], 2).read_bytes())
+    foreign = tmp_path / "foreign"
+    other = Path(run(foreign, ToyDataset(n=10, broken=(4,)), batch_size=2).attrs["run_dir"])
+    stranger = chunk_path(run_dir, PAIRS[0], 3)
+    stranger.write_bytes(chunk_path(other, PAIRS[0], 3).read_bytes())  # a chunk of another run
+    with pytest.warns(UserWarning) as caught:
+        table = run(tmp_path, ToyDataset(n=10, broken=(4,)))
+    messages = "\n".join(str(w.message) for w in caught)
+    for path in (truncated, emptied, swapped, stranger):
+        assert f"chunk {path} is" in messages
+    assert "unreadable" in messages and "batch" in messages and "identity_sha256" in messages
+    pd.testing.assert_frame_equal(without_time(table), without_time(reference))
+    assert not table.duplicated(["model", "method", "index"]).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recomputed chunks are now valid: no warning
+        pd.testing.assert_frame_equal(run(tmp_path, ToyDataset(n=10, broken=(4,))), table)
+
+
+def launch(results_dir: Path, log: Path, go: Path, delay: float = 0.02) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(results_dir), "--delay", str(delay), "--log", str(log), "--go", str(go)], cwd=REPO,
+        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@pytest.mark.parametrize("n_processes", [2, 4])
+def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes):
+    """Problem 2: processes on one folder used to crash on a shared temporary name and repeat all work."""
+    log, go = tmp_path / "calls.log", tmp_path / "go"
+    processes = [launch(tmp_path / "results", log, go) for _ in range(n_processes)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.*.ready"))) < n_processes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()  # all processes are imported and start together
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * n_processes, "\n".join(errors)[-3000:]
+    calls = [line.split() for line in log.read_text().splitlines()]
+    work = [tuple(call[1:]) for call in calls]
+    assert len(work) == len(set(work)) == 4 * len(PAIRS)  # every (pair, batch) explained exactly once
+    run_dir = only_run(tmp_path / "results")
+    assert not list(run_dir.rglob("*.tmp")) and not list((run_dir / "claims").iterdir())
+    pd.testing.assert_frame_equal(without_time(pd.read_parquet(run_dir / "results.parquet")), without_time(reference))
