@@ -90,6 +90,7 @@ def load_model(
     device: torch.device | str | None = None,
     embedding: str | None = None,
     trust_checkpoint: bool = False,
+    weights_dir: str | Path | None = None,
 ) -> nn.Module:
     """A model by name, in eval mode, on ``device``.
 
@@ -106,8 +107,11 @@ def load_model(
     ``weights=None``: random init, no download. Downloads are cached (see ``fetch``); torchvision's
     are hash-checked and loaded by torchvision. ``checkpoint``: a local file instead of the
     download (a Bolts/Lightning ``.ckpt``, a plain state dict or a torchvision ``.pth``), read with
-    ``torch.load(weights_only=True)``, as are the Bolts downloads; a file that needs full
-    unpickling is read only with ``trust_checkpoint=True``.
+    ``read_checkpoint`` (no code from the file runs; ``trust_checkpoint=True`` unpickles fully).
+    ``weights_dir``: a folder holding the published files under their download names (e.g.
+    ``resnet50-0676ba61.pth``, ``simclr_imagenet.ckpt``), used instead of the torch hub cache
+    (hash-checked where the name has a hash; a missing file is downloaded there). The shapes
+    models keep their own cache and ignore it.
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
@@ -118,9 +122,9 @@ def load_model(
 
         return load_shapes_model(name, weights=weights, checkpoint=checkpoint, device=device)
     if name in BOLTS_URLS:
-        model = _bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint)
+        model = _bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)
     elif name in TORCHVISION_MODELS:
-        model = _torchvision_classifier(name, weights, checkpoint, trust_checkpoint)
+        model = _torchvision_classifier(name, weights, checkpoint, trust_checkpoint, weights_dir)
     else:
         close = difflib.get_close_matches(name, (*BOLTS_URLS, *SHAPES_MODELS, *TORCHVISION_MODELS), n=5)
         hint = f" Close matches: {', '.join(close)}." if close else ""
@@ -133,7 +137,7 @@ def load_model(
 
 
 def _torchvision_classifier(
-    name: str, weights: str | None, checkpoint: str | Path | None, trust: bool
+    name: str, weights: str | None, checkpoint: str | Path | None, trust: bool, weights_dir: str | Path | None
 ) -> nn.Module:
     """A torchvision classifier with its named weights, random init, or a local state dict."""
     available = torchvision.models.get_model_weights(name)
@@ -145,6 +149,8 @@ def _torchvision_classifier(
     if weights == "default":
         weights = PAPER_WEIGHTS.get(name, "DEFAULT")
     chosen = available[weights] if weights is not None else available.DEFAULT
+    if checkpoint is None and weights is not None and weights_dir is not None:
+        checkpoint = fetch(chosen.url, weights_dir)
     if checkpoint is None and weights is not None:
         path = fetch(chosen.url)
         try:
@@ -164,7 +170,12 @@ def _torchvision_classifier(
 
 
 def _bolts_encoder(
-    name: str, weights: str | None, checkpoint: str | Path | None, embedding: str | None, trust: bool
+    name: str,
+    weights: str | None,
+    checkpoint: str | Path | None,
+    embedding: str | None,
+    trust: bool,
+    weights_dir: str | Path | None,
 ) -> nn.Module:
     """A torchvision ResNet50 whose ``fc`` gives the chosen SimCLR or SwAV embedding."""
     if weights not in ("default", None):
@@ -176,7 +187,7 @@ def _bolts_encoder(
     model.fc = nn.Identity() if embedding == "backbone" else NormalizedProjection(out_bias=name == "swav")
     if checkpoint is None and weights is None:
         return model
-    source = checkpoint if checkpoint is not None else fetch(BOLTS_URLS[name])
+    source = checkpoint if checkpoint is not None else fetch(BOLTS_URLS[name], weights_dir)
     state = torchvision_state_dict(name, read_checkpoint(source, trust), source)
     if embedding == "backbone":
         state = {key: value for key, value in state.items() if not key.startswith("fc.")}
@@ -380,14 +391,15 @@ def check_hash(path: Path, url: str) -> None:
     _VERIFIED.add(key)
 
 
-def fetch(url: str) -> Path:
-    """The cached copy of ``url`` in ``torch.hub.get_dir()/checkpoints``, downloaded on first use;
-    a cached file whose name carries a hash prefix is checked against it (``check_hash``).
+def fetch(url: str, directory: str | Path | None = None) -> Path:
+    """The cached copy of ``url`` in ``directory`` (default ``torch.hub.get_dir()/checkpoints``),
+    downloaded on first use; a cached file whose name carries a hash prefix is checked against it
+    (``check_hash``).
 
     A failed download raises ``DownloadError`` naming the URL, the file it is expected as, and the
     two ways around it: place the file there, or pass ``checkpoint=`` to ``load_model``.
     """
-    directory = Path(torch.hub.get_dir()) / "checkpoints"
+    directory = Path(directory) if directory is not None else Path(torch.hub.get_dir()) / "checkpoints"
     path = directory / Path(urlparse(url).path).name
     if path.is_file():
         check_hash(path, url)
@@ -399,8 +411,8 @@ def fetch(url: str) -> Path:
     except (OSError, RuntimeError, http.client.HTTPException) as err:
         raise DownloadError(
             f"could not download {url} ({type(err).__name__}: {_reason(err)}). Weights are expected at "
-            f"{path} (file {path.name!r} in the cache directory {directory}, which $TORCH_HOME moves). Download it "
-            "there by hand, or pass checkpoint='/path/to/" + path.name + "' to load_model."
+            f"{path} (file {path.name!r} in the folder {directory}; weights_dir= or $TORCH_HOME choose it). Download "
+            "it there by hand, or pass checkpoint='/path/to/" + path.name + "' to load_model."
         ) from None
     return path
 

@@ -5,14 +5,17 @@
 
 Each notebook ``notebooks/NN_*.ipynb`` is executed in order with the parameters injected after
 its ``parameters`` cell; the executed copies (with outputs) go to ``runs/<parameter set>/``.
-A failing notebook stops the series with its name and the failing cell's error; the notebooks
-already executed keep their outputs. Relative paths in a parameter set (data roots, output
+A parameter the notebooks do not declare stops the series before any notebook starts, with the
+list of valid names. A failing notebook stops the series with its name and the failing cell's
+error; the notebooks already executed keep their outputs. Relative paths in a parameter set (data roots, output
 folders) are taken from the repository root (``repo_path``), whatever the working directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,30 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return params
 
 
+def notebook_parameters(notebooks: list[Path]) -> set[str]:
+    """The names assigned in the ``parameters`` cells of ``notebooks`` (their union)."""
+    names: set[str] = set()
+    for path in notebooks:
+        for cell in json.loads(path.read_text())["cells"]:
+            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                tree = ast.parse("".join(cell["source"]))
+                for node in tree.body:
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+                    names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def check_params(params: dict[str, Any], notebooks: list[Path], source: str | Path) -> None:
+    """Raise ``ValueError`` naming any parameter that no notebook of the series declares."""
+    valid = notebook_parameters(notebooks)
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ValueError(
+            f"parameter set {source} names unknown parameter(s) {', '.join(unknown)}; "
+            f"the notebooks take: {', '.join(sorted(valid))}"
+        )
+
+
 def numbered_notebooks(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = None) -> list[Path]:
     """The series ``NN_*.ipynb`` in order; ``only`` keeps those whose name starts with one of its items."""
     notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
@@ -86,10 +113,12 @@ def run_series(
     from papermill.exceptions import PapermillExecutionError
 
     params = load_params(params_file)
+    notebooks = numbered_notebooks(notebooks_dir, only)
+    check_params(params, numbered_notebooks(notebooks_dir), params_file)
     out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / Path(params_file).stem
     out.mkdir(parents=True, exist_ok=True)
     executed = []
-    for notebook in numbered_notebooks(notebooks_dir, only):
+    for notebook in notebooks:
         target = out / notebook.name
         print(f"running {notebook.name} -> {target}", flush=True)
         try:
@@ -127,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         run_series(args.params, args.output, args.only, log_output=args.log_output)
-    except NotebookFailed as err:
+    except (NotebookFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -463,3 +463,20 @@ def test_malicious_pickle_never_runs_and_the_message_names_the_blocked_global(si
     assert f"blocked global {os.system.__module__}.system" in message
     assert "weights_only" not in message and "trust_checkpoint" not in message
     assert not marker.exists()
+
+
+def test_weights_dir_and_checkpoints_reach_load_model(offline, resnet50, simclr_ckpt, simclr, tmp_path, monkeypatch):
+    """Parameter sets name local weights: a folder of published files, or one file per model."""
+    folder = tmp_path / "weights"
+    path = cached_under_its_hash(resnet50.state_dict(), folder, "resnet50")
+    monkeypatch.setattr(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.value, "url", f"https://download.pytorch.org/models/{path.name}")
+    (folder / "simclr_imagenet.ckpt").write_bytes(simclr_ckpt.read_bytes())
+    models = lu.analysis.load_models(["resnet50", "simclr"], weights_dir=folder)
+    assert same_weights(models["resnet50"], resnet50) and same_weights(models["simclr"], simclr["backbone"])
+    assert not offline.exists()  # the torch hub cache was not used
+    with pytest.raises(DownloadError, match=rf"swav_imagenet\.ckpt \(file 'swav_imagenet\.ckpt' in the folder {folder}"):
+        lu.analysis.load_models(["swav"], weights_dir=folder)
+    models = lu.analysis.load_models(["simclr"], checkpoints={"simclr": simclr_ckpt}, weights_dir=tmp_path / "empty")
+    assert same_weights(models["simclr"], simclr["backbone"])
+    with pytest.raises(ValueError, match=r"checkpoints name models that are not used: \['swav'\]"):
+        lu.analysis.load_models(["simclr"], checkpoints={"swav": simclr_ckpt})
