@@ -7,6 +7,7 @@ A region matters when hiding it moves the embedding: for random keep-masks ``m``
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -19,6 +20,9 @@ from .base import Explainer, Upsample
 Variant = Literal["paper", "original"]
 DEFAULT_MASKS = {"paper": 2048, "original": 3000}
 AUTO_BATCH_PIXELS = 64 * 224 * 224  # masked images per forward: 64 at 224x224 (ResNet50: +0.9 GB on CPU)
+SIMILARITY_TOLERANCE = 1e-4
+"""Similarities of one image that differ by at most this share (about 800 float32 steps) count as
+equal: the embedding did not change under masking, and the map is all zero, not stretched noise."""
 WEIGHT_FLOOR = 1e-10  # the reference's initial sum of weights: a never-kept region scores 0, not NaN
 
 
@@ -37,7 +41,9 @@ class RELAX(Explainer):
     and bit-identical maps; every image of a batch gets the same masks. ``batch_size`` masked
     images go through the encoder at once (None: about 64 at 224x224, scaled by the image area),
     several images' masks share a forward when ``n_masks`` fits. ``progress=True`` shows a bar.
-    The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode.
+    The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode. An image
+    whose similarities are all equal (within ``SIMILARITY_TOLERANCE``, relative) gets an all-zero
+    map and a warning: the encoder ignored the masking, and min-max would stretch float noise.
     """
 
     def __init__(
@@ -107,11 +113,13 @@ class RELAX(Explainer):
         masks_per_forward = min(self.n_masks, per_forward)
         images_per_forward = max(1, per_forward // self.n_masks)
         resolution = (self.cells, self.cells) if self.variant == "paper" else size
-        importance, uncertainty = [], []
+        importance, uncertainty, unchanged = [], [], []
         bar = tqdm(total=len(x) * self.n_masks, desc="RELAX", unit="mask", disable=not self.progress)
         with torch.no_grad(), bar:
             for images in x.split(images_per_forward):
                 reference = self.embed(images)
+                low = torch.full((len(images),), math.inf, device=x.device)
+                high = torch.full((len(images),), -math.inf, device=x.device)
                 weight = torch.full(resolution, WEIGHT_FLOOR, device=x.device)
                 mean = spread = torch.zeros(len(images), *resolution, device=x.device)
                 for start in range(0, self.n_masks, masks_per_forward):
@@ -120,14 +128,29 @@ class RELAX(Explainer):
                     masked = (images[:, None] * image_masks[None, :, None].to(images.dtype)).flatten(0, 1)
                     embeddings = self.embed(masked).view(len(images), len(weights), -1)
                     scores = F.cosine_similarity(reference[:, None], embeddings, dim=2)
+                    low, high = torch.minimum(low, scores.amin(dim=1)), torch.maximum(high, scores.amax(dim=1))
                     weight, mean, spread = weighted_update(weight, mean, spread, scores, weights)
                     bar.update(scores.numel())
-                importance.append(mean)
+                unchanged.append(unchanged_embedding(low, high))
+                importance.append(mean * ~unchanged[-1][:, None, None])
                 uncertainty.append(spread / weight)
         self.importance, self.uncertainty = torch.cat(importance), torch.cat(uncertainty)
+        flat = torch.cat(unchanged).nonzero().flatten().tolist()
+        if flat:
+            warnings.warn(
+                f"RELAX: the encoder's embedding of image(s) {flat} did not change under masking (cosine "
+                f"similarities equal within a relative {SIMILARITY_TOLERANCE:g}); their maps are all zero",
+                stacklevel=3,
+            )
         median = self.uncertainty.flatten(1).median(dim=1).values
         self.u_relax = self.importance * (self.uncertainty <= median[:, None, None])
         return self.importance
+
+
+def unchanged_embedding(low: Tensor, high: Tensor) -> Tensor:
+    """(B,) whether an image's similarities over all masks span at most ``SIMILARITY_TOLERANCE``
+    relative to their size: then the encoder ignores the masking and the map would be float noise."""
+    return (high - low) <= SIMILARITY_TOLERANCE * torch.maximum(high.abs(), low.abs())
 
 
 def check_positive_int(name: str, value: object) -> None:
