@@ -450,3 +450,26 @@ def test_imagenet_s_index_cache(imagenet_s, monkeypatch):
     removed = masks_root / "validation-segmentation" / GOLDFISH / "ILSVRC2012_val_00000002.png"
     removed.unlink()
     assert len(ImageNetS(masks_root, images_root, subset=None)) == 2 and reads == []
+
+
+def test_notebooks_skip_a_broken_image_with_a_one_line_note(voc_root, capsys):
+    path = voc_root / "VOCdevkit/VOC2012/JPEGImages/2007_000001.jpg"
+    path.write_bytes(path.read_bytes()[:-200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = lu.analysis.open_dataset("voc", "paper", voc_root)
+    note = capsys.readouterr().out
+    assert note.count("\n") == 1 and note.startswith("note: 1 file(s) skipped") and "2007_000001.jpg" in note
+    assert [data[i]["id"] for i in range(len(data))] == ["2007_000007"]
+
+
+def test_an_image_broken_after_indexing_keeps_its_id_in_the_error_row(voc_root, tmp_path):
+    from evaluation_toy import toy_models
+
+    data = VOC2012(voc_root, size=32)
+    path = voc_root / "VOCdevkit/VOC2012/JPEGImages/2007_000001.jpg"
+    path.write_bytes(path.read_bytes()[:-200])
+    table = lu.evaluate(data, [("toynet", "lafam")], results_dir=tmp_path, models=toy_models(), progress=False)
+    broken = table[table["error"] != ""]
+    assert broken["id"].tolist() == ["2007_000001"] and "truncated" in broken["error"].iloc[0]
+    assert table.loc[table["error"] == "", "id"].tolist() == ["2007_000007"]

@@ -363,7 +363,7 @@ def launch(results_dir: Path, log: Path, go: Path, delay: float = 0.02) -> subpr
     )
 
 
-@pytest.mark.parametrize("n_processes", [2, 4])
+@pytest.mark.parametrize("n_processes", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes):
     """Problem 2: processes on one folder used to crash on a shared temporary name and repeat all work."""
     log, go = tmp_path / "calls.log", tmp_path / "go"
@@ -380,3 +380,48 @@ def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes):
     run_dir = only_run(tmp_path / "results")
     assert not list(run_dir.rglob("*.tmp")) and not list((run_dir / "claims").iterdir())
     pd.testing.assert_frame_equal(without_time(pd.read_parquet(run_dir / "results.parquet")), without_time(reference))
+
+
+def wait_for_chunks(results_dir: Path, count: int, processes: list[subprocess.Popen]) -> int:
+    deadline = time.monotonic() + 120
+    while (done := len(list(results_dir.glob("*/chunks/*.parquet")))) < count and time.monotonic() < deadline:
+        if all(p.poll() is not None for p in processes):
+            break
+        time.sleep(0.02)
+    return done
+
+
+@pytest.mark.slow
+def test_a_killed_process_leaves_its_claims_to_the_others(reference, tmp_path):
+    """A process killed while holding claims: its partner retakes them (the claimer is dead) and finishes."""
+    log, go = tmp_path / "calls.log", tmp_path / "go"
+    victim, survivor = (launch(tmp_path / "results", log, go, delay=0.15) for _ in range(2))
+    while len(list(tmp_path.glob("go.*.ready"))) < 2 and victim.poll() is None:
+        time.sleep(0.05)
+    go.touch()
+    wait_for_chunks(tmp_path / "results", 2, [victim])
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    _, errors = survivor.communicate(timeout=120)
+    assert survivor.returncode == 0, errors[-3000:]
+    run_dir = only_run(tmp_path / "results")
+    pd.testing.assert_frame_equal(without_time(pd.read_parquet(run_dir / "results.parquet")), without_time(reference))
+
+
+@pytest.mark.slow
+def test_repeated_kills_lose_and_duplicate_nothing(reference, tmp_path):
+    """SIGKILL after every few committed chunks until the run completes; the table equals an uninterrupted one."""
+    results, kills = tmp_path / "results", 0
+    while True:
+        process = launch(results, tmp_path / "calls.log", tmp_path / "go", delay=0.1)
+        (tmp_path / "go").touch()
+        done = len(list(results.glob("*/chunks/*.parquet")))
+        wait_for_chunks(results, done + 2, [process])
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+    assert process.returncode == 0 and kills >= 3, kills
+    table = pd.read_parquet(only_run(results) / "results.parquet")
+    pd.testing.assert_frame_equal(without_time(table), without_time(reference))
