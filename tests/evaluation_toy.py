@@ -122,7 +122,7 @@ def logged(factories: dict, log: str) -> dict:
     def wrap(name, factory):
         def build(model, **kwargs):
             explain = factory(model, **kwargs)
-            model_key = f"{float(next(model.parameters()).sum()):.6f}"
+            model_key = f"{float(next(model.parameters()).detach().sum()):.6f}"
 
             def call(x):
                 with open(log, "a") as file:
