@@ -33,7 +33,9 @@ class RELAX(Explainer):
     keep-masks on a ``cells`` x ``cells`` grid, nearest-upsampled; ``R`` lives on the grid.
     ``variant="original"`` (Wickstrøm et al.): ``n_masks=3000`` grids upsampled bilinearly to
     ``cells + 1`` cells and cropped at a random shift of up to one cell (RISE's soft masks);
-    ``R`` lives at the image's resolution.
+    ``R`` lives at the image's resolution. An image whose similarities are all equal (within
+    ``SIMILARITY_TOLERANCE``, relative) gets an all-zero map and a warning: the encoder ignored
+    the masking, and min-max would stretch float noise to a full-contrast map.
 
     After each call ``importance`` (R), ``uncertainty`` (the masks' weighted variance of ``s``,
     ``sum_m m (s_m - R)^2 / sum_m m``) and ``u_relax`` (R where the uncertainty is at most its
@@ -41,9 +43,7 @@ class RELAX(Explainer):
     and bit-identical maps; every image of a batch gets the same masks. ``batch_size`` masked
     images go through the encoder at once (None: about 64 at 224x224, scaled by the image area),
     several images' masks share a forward when ``n_masks`` fits. ``progress=True`` shows a bar.
-    The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode. An image
-    whose similarities are all equal (within ``SIMILARITY_TOLERANCE``, relative) gets an all-zero
-    map and a warning: the encoder ignored the masking, and min-max would stretch float noise.
+    The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode.
     """
 
     def __init__(
@@ -118,19 +118,19 @@ class RELAX(Explainer):
         with torch.no_grad(), bar:
             for images in x.split(images_per_forward):
                 reference = self.embed(images)
-                low = torch.full((len(images),), math.inf, device=x.device)
-                high = torch.full((len(images),), -math.inf, device=x.device)
                 weight = torch.full(resolution, WEIGHT_FLOOR, device=x.device)
                 mean = spread = torch.zeros(len(images), *resolution, device=x.device)
+                low = torch.full((len(images),), math.inf, device=x.device)
+                high = torch.full((len(images),), -math.inf, device=x.device)
                 for start in range(0, self.n_masks, masks_per_forward):
                     stop = start + masks_per_forward
                     image_masks, weights = self.masks(grids[start:stop], shifts[start:stop], size)
                     masked = (images[:, None] * image_masks[None, :, None].to(images.dtype)).flatten(0, 1)
                     embeddings = self.embed(masked).view(len(images), len(weights), -1)
                     scores = F.cosine_similarity(reference[:, None], embeddings, dim=2)
-                    low, high = torch.minimum(low, scores.amin(dim=1)), torch.maximum(high, scores.amax(dim=1))
                     weight, mean, spread = weighted_update(weight, mean, spread, scores, weights)
                     bar.update(scores.numel())
+                    low, high = torch.minimum(low, scores.amin(dim=1)), torch.maximum(high, scores.amax(dim=1))
                 unchanged.append(unchanged_embedding(low, high))
                 importance.append(mean * ~unchanged[-1][:, None, None])
                 uncertainty.append(spread / weight)
