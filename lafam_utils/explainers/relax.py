@@ -21,8 +21,9 @@ Variant = Literal["paper", "original"]
 DEFAULT_MASKS = {"paper": 2048, "original": 3000}
 AUTO_BATCH_PIXELS = 64 * 224 * 224  # masked images per forward: 64 at 224x224 (ResNet50: +0.9 GB on CPU)
 SIMILARITY_TOLERANCE = 1e-4
-"""Similarities of one image that differ by at most this share (about 800 float32 steps) count as
-equal: the embedding did not change under masking, and the map is all zero, not stretched noise."""
+"""An image whose ``R`` varies by at most this share of its largest value (about 800 float32 steps
+near 1; the running mean's rounding stays near 1e-7) is taken as unchanged by the masking: its map
+is all zero, not float noise stretched to full contrast."""
 WEIGHT_FLOOR = 1e-10  # the reference's initial sum of weights: a never-kept region scores 0, not NaN
 
 
@@ -33,9 +34,9 @@ class RELAX(Explainer):
     keep-masks on a ``cells`` x ``cells`` grid, nearest-upsampled; ``R`` lives on the grid.
     ``variant="original"`` (Wickstrøm et al.): ``n_masks=3000`` grids upsampled bilinearly to
     ``cells + 1`` cells and cropped at a random shift of up to one cell (RISE's soft masks);
-    ``R`` lives at the image's resolution. An image whose similarities are all equal (within
-    ``SIMILARITY_TOLERANCE``, relative) gets an all-zero map and a warning: the encoder ignored
-    the masking, and min-max would stretch float noise to a full-contrast map.
+    ``R`` lives at the image's resolution. An image whose ``R`` is flat (its range at most
+    ``SIMILARITY_TOLERANCE`` of its largest value) gets an all-zero map and a warning: the encoder
+    ignored the masking, and min-max would stretch float noise to a full-contrast map.
 
     After each call ``importance`` (R), ``uncertainty`` (the masks' weighted variance of ``s``,
     ``sum_m m (s_m - R)^2 / sum_m m``) and ``u_relax`` (R where the uncertainty is at most its
@@ -113,15 +114,13 @@ class RELAX(Explainer):
         masks_per_forward = min(self.n_masks, per_forward)
         images_per_forward = max(1, per_forward // self.n_masks)
         resolution = (self.cells, self.cells) if self.variant == "paper" else size
-        importance, uncertainty, unchanged = [], [], []
+        importance, uncertainty = [], []
         bar = tqdm(total=len(x) * self.n_masks, desc="RELAX", unit="mask", disable=not self.progress)
         with torch.no_grad(), bar:
             for images in x.split(images_per_forward):
                 reference = self.embed(images)
                 weight = torch.full(resolution, WEIGHT_FLOOR, device=x.device)
                 mean = spread = torch.zeros(len(images), *resolution, device=x.device)
-                low = torch.full((len(images),), math.inf, device=x.device)
-                high = torch.full((len(images),), -math.inf, device=x.device)
                 for start in range(0, self.n_masks, masks_per_forward):
                     stop = start + masks_per_forward
                     image_masks, weights = self.masks(grids[start:stop], shifts[start:stop], size)
@@ -130,16 +129,15 @@ class RELAX(Explainer):
                     scores = F.cosine_similarity(reference[:, None], embeddings, dim=2)
                     weight, mean, spread = weighted_update(weight, mean, spread, scores, weights)
                     bar.update(scores.numel())
-                    low, high = torch.minimum(low, scores.amin(dim=1)), torch.maximum(high, scores.amax(dim=1))
-                unchanged.append(unchanged_embedding(low, high))
-                importance.append(mean * ~unchanged[-1][:, None, None])
+                importance.append(mean)
                 uncertainty.append(spread / weight)
         self.importance, self.uncertainty = torch.cat(importance), torch.cat(uncertainty)
-        flat = torch.cat(unchanged).nonzero().flatten().tolist()
-        if flat:
+        unchanged = unchanged_by_masking(self.importance)
+        if unchanged.any():
+            self.importance = self.importance * ~unchanged[:, None, None]
             warnings.warn(
-                f"RELAX: the encoder's embedding of image(s) {flat} did not change under masking (cosine "
-                f"similarities equal within a relative {SIMILARITY_TOLERANCE:g}); their maps are all zero",
+                f"RELAX: the encoder's embedding of image(s) {unchanged.nonzero().flatten().tolist()} did not "
+                f"change under masking (R flat within a relative {SIMILARITY_TOLERANCE:g}); their maps are all zero",
                 stacklevel=3,
             )
         median = self.uncertainty.flatten(1).median(dim=1).values
@@ -147,10 +145,12 @@ class RELAX(Explainer):
         return self.importance
 
 
-def unchanged_embedding(low: Tensor, high: Tensor) -> Tensor:
-    """(B,) whether an image's similarities over all masks span at most ``SIMILARITY_TOLERANCE``
-    relative to their size: then the encoder ignores the masking and the map would be float noise."""
-    return (high - low) <= SIMILARITY_TOLERANCE * torch.maximum(high.abs(), low.abs())
+def unchanged_by_masking(importance: Tensor) -> Tensor:
+    """(B,) whether an image's ``R`` is flat: its range is at most ``SIMILARITY_TOLERANCE`` times its
+    largest absolute value (the masks left the similarity unchanged up to float noise)."""
+    flat = importance.flatten(1)
+    span = flat.amax(dim=1) - flat.amin(dim=1)
+    return span <= SIMILARITY_TOLERANCE * flat.abs().amax(dim=1)
 
 
 def check_positive_int(name: str, value: object) -> None:
