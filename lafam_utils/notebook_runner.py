@@ -5,17 +5,17 @@
 
 Each notebook ``notebooks/NN_*.ipynb`` is executed in order with the parameters injected after
 its ``parameters`` cell; the executed copies (with outputs) go to ``runs/<parameter set>/``.
-A parameter the notebooks do not declare stops the series before any notebook starts, with the
-list of valid names. A failing notebook stops the series with its name and the failing cell's
-error; the notebooks already executed keep their outputs. Relative paths in a parameter set (data roots, output
+A failing notebook stops the series with its name and the failing cell's error; the notebooks
+already executed keep their outputs. Relative paths in a parameter set (data roots, output
 folders) are taken from the repository root (``repo_path``), whatever the working directory.
+
+A parameter that no notebook's ``parameters`` cell declares stops the series before any notebook
+starts, with the list of valid names.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,14 +71,17 @@ def load_params(path: str | Path) -> dict[str, Any]:
 
 def notebook_parameters(notebooks: list[Path]) -> set[str]:
     """The names assigned in the ``parameters`` cells of ``notebooks`` (their union)."""
+    import ast
+
+    import nbformat
+
     names: set[str] = set()
     for path in notebooks:
-        for cell in json.loads(path.read_text())["cells"]:
-            if "parameters" in cell.get("metadata", {}).get("tags", []):
-                tree = ast.parse("".join(cell["source"]))
-                for node in tree.body:
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-                    names.update(t.id for t in targets if isinstance(t, ast.Name))
+        for cell in nbformat.read(path, as_version=4).cells:
+            if "parameters" in cell.metadata.get("tags", []):
+                for node in ast.parse(cell.source).body:
+                    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                    names.update(target.id for target in targets if isinstance(target, ast.Name))
     return names
 
 
@@ -113,12 +116,11 @@ def run_series(
     from papermill.exceptions import PapermillExecutionError
 
     params = load_params(params_file)
-    notebooks = numbered_notebooks(notebooks_dir, only)
     check_params(params, numbered_notebooks(notebooks_dir), params_file)
     out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / Path(params_file).stem
     out.mkdir(parents=True, exist_ok=True)
     executed = []
-    for notebook in notebooks:
+    for notebook in numbered_notebooks(notebooks_dir, only):
         target = out / notebook.name
         print(f"running {notebook.name} -> {target}", flush=True)
         try:
