@@ -373,8 +373,9 @@ def _identity(
     """Everything that changes a run's numbers (``lafam_utils.run_store`` describes each part)."""
     methods = {}
     for model, method in pairs:
-        factory = (explainers or {}).get(method) or type(runner.explainers[(model, method)])
-        methods[method] = run_store.factory_settings(factory, (explainer_kwargs or {}).get(method, {}))
+        built = runner.explainers[(model, method)]
+        factory = (explainers or {}).get(method) or type(built)
+        methods[method] = run_store.factory_settings(factory, (explainer_kwargs or {}).get(method, {}), built)
     return {
         "metrics_version": run_store.METRICS_VERSION,
         "dataset": {

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -70,6 +71,8 @@ def plain(value: Any) -> Any:
         return [plain(item) for item in items]
     if isinstance(value, Tensor):
         return {"tensor": list(value.shape), "dtype": str(value.dtype), "sha256": tensor_hash(value)}
+    if isinstance(value, np.ndarray):
+        return plain(torch.from_numpy(np.ascontiguousarray(value)))
     if isinstance(value, torch.dtype | torch.device | Path):
         return str(value)
     if callable(value) and hasattr(value, "__qualname__"):
@@ -92,10 +95,12 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def factory_settings(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def factory_settings(factory: Callable[..., Any], kwargs: Mapping[str, Any], built: Any = None) -> dict[str, Any]:
     """An explainer factory's name and its full settings: the signature bound to ``kwargs``, defaults filled.
 
-    The first parameter (the model) is left out. A factory whose signature cannot be read
+    The first parameter (the model) is left out. Where the ``built`` explainer keeps a setting
+    as an attribute of the same name, that value counts (a default the constructor resolved, or
+    a setting given to it by ``evaluate`` itself). A factory whose signature cannot be read
     contributes its name and ``kwargs`` as given.
     """
     try:
@@ -109,7 +114,8 @@ def factory_settings(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> 
     for name, parameter in signature.parameters.items():
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             arguments.update(arguments.pop(name, {}))
-    return {"factory": plain(factory), "kwargs": plain(arguments)}
+    used = {name: getattr(built, name, value) for name, value in arguments.items()}
+    return {"factory": plain(factory), "kwargs": plain(used)}
 
 
 def dataset_ids(dataset: Any) -> list[str] | None:
