@@ -23,12 +23,13 @@ never counted. Temporary files carry the process id and a random suffix.
 **Claims.** Processes sharing a folder claim each (pair, batch) with a file created by
 ``O_CREAT | O_EXCL`` that records host, pid and the process's start time; a claim whose process
 is gone (same host) is taken over, as is a claim from another host older than
-``FOREIGN_CLAIM_SECONDS``. So any number of processes cooperate on one folder: none crashes,
+``FOREIGN_CLAIM_SECONDS`` (takeovers hold an ``flock`` so that two never race). So any number of processes cooperate on one folder: none crashes,
 none repeats another's work, and the table equals a single process's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import inspect
 import json
@@ -293,18 +294,23 @@ class RunStore:
     def claim(self, pair: Pair, batch: int) -> bool:
         """Claim (pair, batch) for this process; False while another live process holds it."""
         path = self._claim_path(pair, batch)
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if not self._stale(path):
-                    return False
-                path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as file:
-                json.dump(self.me, file)
+        if self._create(path):
             return True
-        return False
+        with open(self.folder / CLAIMS / ".takeover.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one takeover at a time, so none removes a fresh claim
+            if not self._stale(path):
+                return False
+            path.unlink(missing_ok=True)
+            return self._create(path)
+
+    def _create(self, path: Path) -> bool:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as file:
+            json.dump(self.me, file)
+        return True
 
     def _stale(self, path: Path) -> bool:
         """Whether a claim's process is gone (or, from another host, the claim is old)."""
@@ -320,7 +326,9 @@ class RunStore:
                 return True
         if holder.get("host") != self.me["host"]:
             return age > FOREIGN_CLAIM_SECONDS
-        return holder.get("pid") != self.me["pid"] and not _alive(int(holder.get("pid", 0)), holder.get("start", ""))
+        if holder.get("pid") == self.me["pid"]:
+            return True  # this process holds no claim it asks for: an earlier process had its pid
+        return not _alive(int(holder.get("pid", 0)), holder.get("start", ""))
 
     def release(self, pair: Pair, batch: int) -> None:
         self._claim_path(pair, batch).unlink(missing_ok=True)

@@ -378,7 +378,7 @@ def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes):
     work = [tuple(call[1:]) for call in calls]
     assert len(work) == len(set(work)) == 4 * len(PAIRS)  # every (pair, batch) explained exactly once
     run_dir = only_run(tmp_path / "results")
-    assert not list(run_dir.rglob("*.tmp")) and not list((run_dir / "claims").iterdir())
+    assert not list(run_dir.rglob("*.tmp")) and not list((run_dir / "claims").glob("*.claim"))
     pd.testing.assert_frame_equal(without_time(pd.read_parquet(run_dir / "results.parquet")), without_time(reference))
 
 
