@@ -20,11 +20,11 @@ Parquet metadata the identity hash, the pair, the batch index and the image ids.
 chunk that cannot be read or does not match is recomputed with a warning that names it; it is
 never counted. Temporary files carry the process id and a random suffix.
 
-**Claims.** Processes sharing a folder claim each (pair, batch) with a file created by
-``O_CREAT | O_EXCL`` that records host, pid and the process's start time; a claim whose process
-is gone (same host) is taken over, as is a claim from another host older than
-``FOREIGN_CLAIM_SECONDS`` (takeovers hold an ``flock`` so that two never race). So any number of processes cooperate on one folder: none crashes,
-none repeats another's work, and the table equals a single process's.
+**Claims.** Processes sharing a folder claim each (pair, batch) with a file created by ``O_CREAT |
+O_EXCL`` that records host, pid and the process's start time; a claim whose process is gone (same
+host) is taken over, as is a claim from another host older than ``FOREIGN_CLAIM_SECONDS``
+(takeovers hold an ``flock`` so that two never race). So any number of processes cooperate on one
+folder: none crashes, none repeats another's work, and the table equals a single process's.
 """
 
 from __future__ import annotations
