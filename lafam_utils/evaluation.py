@@ -344,7 +344,7 @@ def evaluate(
         store.open()
         n_batches = -(-n_items // batch_size)
         order = [*range(rank, n_batches, world), *(b for b in range(n_batches) if b % world != rank)]
-        frames = _run_batches(store, runner, dataset, ids, pairs, order, batch_size, n_items, rank, progress)
+        frames = _run_batches(store, runner, dataset, dataset_name, ids, pairs, order, batch_size, rank, progress)
         table = pd.concat([frames[(pair, b)] for pair in pairs for b in range(n_batches)], ignore_index=True)
         if rank == 0:
             write_table_atomic(table, store.folder / "results.parquet")
@@ -398,17 +398,19 @@ def _run_batches(
     store: RunStore,
     runner: _Runner,
     dataset: Any,
+    dataset_name: str,
     ids: list[str] | None,
     pairs: Sequence[Pair],
     order: Sequence[int],
     batch_size: int,
-    n_items: int,
     rank: int,
     progress: bool,
 ) -> dict[tuple[Pair, int], pd.DataFrame]:
     """Every chunk of the run, read where a valid one exists, else computed under a claim by this
     process or waited for while another live process holds its claim."""
     from tqdm.auto import tqdm
+
+    n_items = len(dataset)
 
     def indices(batch: int) -> range:
         return range(batch * batch_size, min((batch + 1) * batch_size, n_items))
@@ -449,7 +451,7 @@ def _run_batches(
                     known = ids or [""] * n_items
                     loaded = runner.stack([_load_item(dataset, i, known[i]) for i in indices(batch)])
                     for pair in todo:
-                        frames[(pair, batch)] = rows = runner.rows(pair, loaded, store.identity["settings"]["dataset_name"])
+                        frames[(pair, batch)] = rows = runner.rows(pair, loaded, dataset_name)
                         store.write_chunk(rows, pair, batch)
                         bar.update(len(rows))
                     worked = True
