@@ -113,7 +113,7 @@ def load_model(
     ``weights_dir``: a folder holding the published files under their download names (e.g.
     ``resnet50-0676ba61.pth``, ``simclr_imagenet.ckpt``), used instead of the torch hub cache
     (hash-checked where the name has a hash; a missing file is downloaded there). The shapes
-    models keep their own cache and ignore it.
+    models load their shipped files and ignore it.
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
