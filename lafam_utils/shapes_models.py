@@ -84,7 +84,7 @@ class TrainConfig:
     """A training recipe; its hash names the cache file, so a changed recipe trains anew.
 
     Images are rendered at ``size`` (the evaluation size, so objects have their evaluation pixel
-    scale) and cut to a ``crop`` window, which costs a third of full images. ``window`` places it:
+    scale) and cut to a ``crop`` window, which costs ``(crop / size)**2`` of full images. ``window`` places it:
     ``"object"`` centred on the object (jittered by up to a quarter of the window), ``"contains"``
     anywhere the whole object fits (the object at a random place; centred on it when it does not
     fit), ``"random"`` anywhere in the image (no mask used). ``backgrounds="independent"`` gives
@@ -276,7 +276,7 @@ def read_manifest(directory: Path | None = None) -> dict[str, dict]:
     """``MANIFEST.json`` of ``directory`` (default ``MODELS_DIR``): model name -> file, sha256, objective, recipe."""
     path = (directory or MODELS_DIR) / "MANIFEST.json"
     if not path.is_file():
-        raise ShippedModelError(f"{path} does not exist; the shipped shapes models are expected there (retrain: make models)")
+        raise ShippedModelError(f"{path} does not exist; the shipped shapes models are expected there (retrain and record them: make models MODELS_ARGS=--ship)")
     return json.loads(path.read_text())
 
 
@@ -305,10 +305,10 @@ def load_shipped_state(name: str, directory: Path | None = None) -> dict[str, Te
     directory = directory or MODELS_DIR
     entry = read_manifest(directory).get(name)
     if entry is None:
-        raise ShippedModelError(f"{directory / 'MANIFEST.json'} has no entry for {name!r} (retrain: make models)")
+        raise ShippedModelError(f"{directory / 'MANIFEST.json'} has no entry for {name!r} (retrain and record them: make models MODELS_ARGS=--ship)")
     path = directory / entry["file"]
     if not path.is_file():
-        raise ShippedModelError(f"{path}, the shipped weights of {name!r}, does not exist (retrain: make models)")
+        raise ShippedModelError(f"{path}, the shipped weights of {name!r}, does not exist (retrain and record them: make models MODELS_ARGS=--ship)")
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry["sha256"]:
