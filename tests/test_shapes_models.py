@@ -116,7 +116,7 @@ def test_retrain_reports_bit_identical_weights_and_ships(tmp_path, monkeypatch, 
     assert "differs from the shipped file" in out and "| linear probe | 0.500 | 0.500 | 0.000 |" in out
 
 
-def test_training_windows(monkeypatch):
+def test_training_windows():
     contains = _TrainingBatches(TrainConfig(size=96, crop=64, steps=2, batch_size=6, window="contains"))
     images, others, labels = contains[1]
     assert images.shape == others.shape == (6, 3, 64, 64) and torch.equal(images, others)
