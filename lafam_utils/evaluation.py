@@ -242,13 +242,14 @@ class _Runner:
             shared = explain_together(
                 {p: self.explainers[p] for p in pairs}, batch.x, need_output=names is not None, synchronize=self._synchronize
             )
+            predictions = None if names is None else [str(names[i]) for i in shared.output.argmax(dim=1).tolist()]
         except Exception:  # noqa: BLE001 - the pairs run separately, where errors are recorded per image
             return
         n = len(batch.x)
         for pair in pairs:
             batch.explained[pair] = (list(shared.maps[pair]), [shared.seconds[pair] / n] * n, [""] * n)
-        if names is not None:
-            batch.predictions[model_name] = [str(names[i]) for i in shared.output.argmax(dim=1).tolist()]
+        if predictions is not None:
+            batch.predictions[model_name] = predictions
 
     def _explain(self, pair: Pair, x: Tensor) -> tuple[list[Tensor | None], list[float], list[str]]:
         """Maps, seconds per image and errors; a batch that raises is retried image by image."""
