@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .explainers import ActivationExplainer, Explainer, GradCAM, RELAX
-from .explainers.base import check_images
+from .explainers.base import check_feature_map, check_images
 from .hooks import capture, find_layer, layer_name
 from .precision import forward_context, memory_format
 
@@ -123,6 +123,7 @@ def explain_together(
         timed(key, explainer, lambda e=explainer, r=reference: e.from_reference(xp, r), forward_seconds)
     for key, explainer in readers.items():
         layer = reader_layers[key]
+        check_feature_map(recorded[layer], explainer.layer)
         with torch.no_grad():
             timed(key, explainer, lambda e=explainer, a=recorded[layer]: e.from_activations(a), reached[layer] - start)
     ordered = {key: maps[key] for key in explainers}
