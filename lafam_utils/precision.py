@@ -84,4 +84,12 @@ def memory_format(x: Tensor, precision: Literal["fp32", "bf16"]) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if precision == "bf16" else x
 
 
-__all__ = ["PRECISIONS", "Precision", "check_precision", "forward_context", "memory_format", "native_bf16", "resolve_precision"]
+__all__ = [
+    "PRECISIONS",
+    "Precision",
+    "check_precision",
+    "forward_context",
+    "memory_format",
+    "native_bf16",
+    "resolve_precision",
+]

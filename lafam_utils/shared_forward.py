@@ -39,7 +39,11 @@ class SharedMaps:
 def shareable(explainer: object) -> bool:
     """Whether ``explainer`` can take part in a shared forward: LaFAM, EigenCAM, Grad-CAM, RELAX or a
     subclass that keeps their way of computing maps from the forward pass."""
-    kinds = ((ActivationExplainer, ActivationExplainer.layer_maps), (GradCAM, GradCAM.layer_maps), (RELAX, RELAX.layer_maps))
+    kinds = (
+        (ActivationExplainer, ActivationExplainer.layer_maps),
+        (GradCAM, GradCAM.layer_maps),
+        (RELAX, RELAX.layer_maps),
+    )
     return any(isinstance(explainer, kind) and type(explainer).layer_maps is method for kind, method in kinds)
 
 
@@ -117,7 +121,8 @@ def explain_together(
         seconds[key] = charged + time.perf_counter() - begin
 
     for key, explainer in gradcams.items():
-        timed(key, explainer, lambda e=explainer: e.from_graph(output, graph.outputs[layer_name(model, e.layer)]), forward_seconds)
+        acts = graph.outputs[layer_name(model, explainer.layer)]
+        timed(key, explainer, lambda e=explainer, a=acts: e.from_graph(output, a), forward_seconds)
     for key, explainer in relaxes.items():
         reference = RELAX.as_embeddings(output, len(x))
         timed(key, explainer, lambda e=explainer, r=reference: e.from_reference(xp, r), forward_seconds)
