@@ -114,15 +114,8 @@ def resnet50_setting(n_images: int) -> tuple[Any, dict[str, nn.Module], tuple[Pa
 
 
 def shapes_setting(n_images: int) -> tuple[Any, dict[str, nn.Module], tuple[Pair, ...]]:
-    """The synthetic benchmark's pairs on the cached shapes models (never trained here)."""
-    from lafam_utils.shapes_models import DEFAULT_CONFIGS, cache_dir, load_shapes_model
-
-    models = {}
-    for name in ("shapes-supervised", "shapes-simclr"):
-        path = cache_dir() / f"{name}-{DEFAULT_CONFIGS[name].digest()}.pt"
-        if not path.exists():
-            raise SystemExit(f"{path} is missing: train the shapes models first (lu.load_model({name!r}))")
-        models[name] = load_shapes_model(name, checkpoint=path)
+    """The synthetic benchmark's pairs on the shipped shapes models."""
+    models = {name: lu.load_model(name) for name in ("shapes-supervised", "shapes-simclr")}
     return lu.SyntheticShapes(n=n_images, split="single", seed=0, size=224), models, SHAPES_PAIRS
 
 
