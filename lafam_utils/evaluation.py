@@ -359,13 +359,13 @@ def evaluate(
         todo = {b: [p for p in pairs if not chunk_path(results_dir, p, b).exists()] for b in my_batches}
         todo = {b: ps for b, ps in todo.items() if ps}
         if todo:
-            from tqdm.auto import tqdm
+            from .progress import progress_bar
 
             needed = [p for p in pairs if any(p in ps for ps in todo.values())]
             metric_kwargs = {"k": k, "backend": backend, "metrics": list(metric_names)}
             runner = _Runner(needed, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs)
             total = sum(min(batch_size, n_items - b * batch_size) * len(ps) for b, ps in todo.items())
-            with tqdm(total=total, unit="img", desc=f"rank {rank}", position=rank, disable=not progress) as bar:
+            with progress_bar(total=total, unit="img", desc="evaluate" if world == 1 else f"rank {rank}", position=rank, disable=not progress) as bar:
                 for batch, batch_pairs in todo.items():
                     indices = range(batch * batch_size, min((batch + 1) * batch_size, n_items))
                     loaded = runner.stack([_load_item(dataset, i) for i in indices])

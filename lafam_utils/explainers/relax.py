@@ -7,13 +7,14 @@ A region matters when hiding it moves the embedding: for random keep-masks ``m``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .base import Explainer, Upsample
 
 Variant = Literal["paper", "original"]
@@ -36,7 +37,8 @@ class RELAX(Explainer):
     per-image median, else 0) hold the raw (B, h, w) maps. The same ``seed`` gives the same masks
     and bit-identical maps; every image of a batch gets the same masks. ``batch_size`` masked
     images go through the encoder at once (None: about 64 at 224x224, scaled by the image area),
-    several images' masks share a forward when ``n_masks`` fits. ``progress=True`` shows a bar.
+    several images' masks share a forward when ``n_masks`` fits. ``progress=True`` shows a bar;
+    ``on_progress(done, total)`` is called after each forward with the masked images done so far.
     The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode.
     """
 
@@ -52,6 +54,7 @@ class RELAX(Explainer):
         variant: Variant = "paper",
         upsample: Upsample = "nearest",
         threshold: float | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         super().__init__(encoder, layer=None, upsample=upsample, threshold=threshold)
         if variant not in DEFAULT_MASKS:
@@ -65,6 +68,7 @@ class RELAX(Explainer):
             raise ValueError(f"p (the probability of keeping a cell) must lie in (0, 1], got {p}")
         self.variant, self.n_masks, self.cells, self.p = variant, n_masks, cells, p
         self.batch_size, self.seed, self.progress = batch_size, seed, progress
+        self.on_progress = on_progress
         self.importance: Tensor | None = None
         self.uncertainty: Tensor | None = None
         self.u_relax: Tensor | None = None
@@ -108,7 +112,8 @@ class RELAX(Explainer):
         images_per_forward = max(1, per_forward // self.n_masks)
         resolution = (self.cells, self.cells) if self.variant == "paper" else size
         importance, uncertainty = [], []
-        bar = tqdm(total=len(x) * self.n_masks, desc="RELAX", unit="mask", disable=not self.progress)
+        done, total = 0, len(x) * self.n_masks
+        bar = progress_bar(total=total, desc="RELAX", unit="mask", disable=not self.progress)
         with torch.no_grad(), bar:
             for images in x.split(images_per_forward):
                 reference = self.embed(images)
@@ -121,7 +126,10 @@ class RELAX(Explainer):
                     embeddings = self.embed(masked).view(len(images), len(weights), -1)
                     scores = F.cosine_similarity(reference[:, None], embeddings, dim=2)
                     weight, mean, spread = weighted_update(weight, mean, spread, scores, weights)
+                    done += scores.numel()
                     bar.update(scores.numel())
+                    if self.on_progress is not None:
+                        self.on_progress(done, total)
                 importance.append(mean)
                 uncertainty.append(spread / weight)
         self.importance, self.uncertainty = torch.cat(importance), torch.cat(uncertainty)
