@@ -43,10 +43,28 @@ def repo_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def lab_metadata() -> dict[str, Any]:
+    """The notebook metadata JupyterLab writes once this environment's Python kernel has started:
+    the kernelspec and the kernel's ``language_info`` (Python version included)."""
+    from ipykernel.ipkernel import IPythonKernel
+    from ipykernel.kernelspec import KERNEL_NAME, get_kernel_dict
+
+    spec = get_kernel_dict()
+    return {
+        "kernelspec": {"display_name": spec["display_name"], "language": spec["language"], "name": KERNEL_NAME},
+        "language_info": dict(IPythonKernel.language_info),
+    }
+
+
 def strip_outputs(notebooks: list[Path]) -> list[Path]:
-    """Remove outputs, execution counts and run metadata from ``notebooks`` in place; return those changed."""
+    """Clear outputs, execution counts and run metadata of ``notebooks`` in place; return those changed.
+
+    The files are written in the form JupyterLab 4 saves (nbformat 4.5 with cell ids, indent 1,
+    sorted keys, a final newline, ``lab_metadata``), so opening one in Lab leaves it unmodified.
+    """
     import nbformat
 
+    metadata = lab_metadata()
     changed = []
     for path in notebooks:
         original = path.read_text()
@@ -58,6 +76,7 @@ def strip_outputs(notebooks: list[Path]) -> list[Path]:
                 cell.outputs = []
                 cell.execution_count = None
         notebook.metadata.pop("papermill", None)
+        notebook.metadata.update(metadata)
         stripped = nbformat.writes(notebook) + "\n"
         if stripped != original:
             path.write_text(stripped)
