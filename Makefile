@@ -1,5 +1,7 @@
 # make run   - execute the numbered notebooks headlessly (papermill) with PARAMS
 # make test  - run the test suite
+# make test-browser - run notebook 01 in JupyterLab in headless Chromium (needs /usr/bin/chromium)
+# make lab   - JupyterLab at the repository root, opened on notebooks/
 # make bench - run the speed and memory benchmarks
 # The virtual environment .venv is (re)built when pyproject.toml or constraints.txt change.
 
@@ -11,7 +13,7 @@ PARAMS ?= notebooks/params/demo.yaml
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test bench lab clean-venv
+.PHONY: run test test-browser bench lab clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,11 +27,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest tests_browser $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,5 +1,6 @@
 """The notebook series: committed clean, and executed headlessly with the smoke parameter set."""
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -111,3 +112,43 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     assert (results / "multi_object_coverage_synthetic.csv").is_file()
     assert (results / "correct_vs_wrong_synthetic.csv").is_file()
     assert next(results.glob("synthetic_paper_*/summary.md")).read_text().startswith("| Metric |")
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_notebook_defaults_are_the_demo_parameter_set(name):
+    defaults: dict = {}
+    exec(parameters_cells(nbformat.read(NOTEBOOKS_DIR / name, as_version=4))[0].source, {}, defaults)
+    demo = notebook_runner.load_params(PARAMS_DIR / "demo.yaml")
+    assert {key: defaults[key] for key in demo} == demo
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_committed_notebook_is_in_the_form_jupyterlab_saves(name):
+    text = (NOTEBOOKS_DIR / name).read_text()
+    notebook = nbformat.reads(text, as_version=4)
+    assert (notebook.nbformat, notebook.nbformat_minor) == (4, 5) and all(cell.get("id") for cell in notebook.cells)
+    assert text == nbformat.writes(notebook) + "\n"
+    expected = notebook_runner.lab_metadata()
+    assert notebook.metadata.kernelspec == expected["kernelspec"]
+    stored = {k: v for k, v in notebook.metadata.language_info.items() if k != "version"}
+    assert stored == {k: v for k, v in expected["language_info"].items() if k != "version"}
+
+
+def test_strip_writes_the_jupyterlab_form(tmp_path):
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("1")], metadata={"language_info": {"name": "python"}}), path)
+    strip_outputs([path])
+    assert nbformat.read(path, as_version=4).metadata == notebook_runner.lab_metadata()
+    assert path.read_text().endswith("}\n")
+
+
+def test_headless_environment_makes_progress_text_and_restores_the_caller_environment(monkeypatch):
+    from lafam_utils.progress import PROGRESS_ENV, progress_bar
+
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    monkeypatch.setenv("TQDM_MININTERVAL", "30")
+    with notebook_runner.headless_environment():
+        assert os.environ[PROGRESS_ENV] == "text" and os.environ["TQDM_MININTERVAL"] == "30"
+        with progress_bar(total=1, disable=True) as bar:
+            assert type(bar).__module__ == "tqdm.std"
+    assert PROGRESS_ENV not in os.environ and os.environ["TQDM_MININTERVAL"] == "30"
