@@ -94,6 +94,8 @@ class Explorer(widgets.VBox):
         grid = widgets.GridBox(self.controls, layout=widgets.Layout(grid_template_columns="repeat(3, 320px)"))
         super().__init__([grid, widgets.HBox([self.bar, self.status]), self.image])
         self.add_class("lafam-explorer")
+        self.status.add_class("lafam-explorer-status")
+        self.bar.add_class("lafam-explorer-progress")
         for control in self.controls:
             control.observe(self._on_change, names="value")
         self._sync_controls()

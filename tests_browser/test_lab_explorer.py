@@ -169,8 +169,8 @@ WATCH_EXPLORER = """() => {
   const root = document.querySelector(".lafam-explorer");
   window.explorerSeen = {status: [], progress: []};
   const record = () => {
-    const status = root.querySelector(".widget-label").textContent;
-    const bar = root.querySelector(".progress-bar");
+    const status = root.querySelector(".lafam-explorer-status").textContent;
+    const bar = root.querySelector(".lafam-explorer-progress .progress-bar");
     window.explorerSeen.status.push(status);
     if (bar) window.explorerSeen.progress.push(bar.style.width);
   };
