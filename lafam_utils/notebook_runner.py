@@ -9,6 +9,7 @@ The terminal shows one line per notebook, a bar over its cells, and the cells' o
 comes: their progress bars (evaluation images/s and ETA, RELAX masks, training steps) are plain
 text there (``$LAFAM_PROGRESS=text``), redrawn at most every ``$TQDM_MININTERVAL`` seconds
 (default 5), so a log holds a few lines per minute.
+
 A failing notebook stops the series with its name and the failing cell's error; the notebooks
 already executed keep their outputs. Relative paths in a parameter set (data roots, output
 folders) are taken from the repository root (``repo_path``), whatever the working directory.

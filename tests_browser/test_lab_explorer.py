@@ -45,6 +45,8 @@ VIEW_TIMEOUT_S = 120
 LAB_SETTINGS = {
     # no request to the internet, no news prompt over the page
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+    # the executed notebook is not saved over the committed one
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
 
 
@@ -216,6 +218,7 @@ def dropdown(page, description: str):
 
 def test_run_all_then_use_the_explorer(page, committed_figures):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    stored = (REPO_ROOT / NOTEBOOK).read_bytes()
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=120_000)
     opened = wait_until(page, lambda s: s["kernel"] == "idle", 180, "notebook open with an idle kernel")
     assert opened["path"] == NOTEBOOK
@@ -260,3 +263,4 @@ def test_run_all_then_use_the_explorer(page, committed_figures):
     assert explorer_image(page) == relax_view
     assert state(page)["errors"] == []
     page.screenshot(path=str(SCREENSHOTS / "lab.png"), full_page=True)
+    assert (REPO_ROOT / NOTEBOOK).read_bytes() == stored
