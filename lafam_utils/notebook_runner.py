@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 from collections.abc import Iterator
@@ -46,14 +47,25 @@ def repo_path(path: str | Path) -> Path:
 
 def lab_metadata() -> dict[str, Any]:
     """The notebook metadata JupyterLab writes once this environment's Python kernel has started:
-    the kernelspec and the kernel's ``language_info`` (Python version included)."""
-    from ipykernel.ipkernel import IPythonKernel
+    the kernelspec and ipykernel's ``language_info`` (this Python's version included).
+
+    ``language_info`` is spelled out rather than read from ``ipykernel.ipkernel``: importing that
+    module makes ``tqdm.auto`` pick its notebook bar in the importing process.
+    """
     from ipykernel.kernelspec import KERNEL_NAME, get_kernel_dict
 
     spec = get_kernel_dict()
     return {
         "kernelspec": {"display_name": spec["display_name"], "language": spec["language"], "name": KERNEL_NAME},
-        "language_info": dict(IPythonKernel.language_info),
+        "language_info": {
+            "codemirror_mode": {"name": "ipython", "version": 3},
+            "file_extension": ".py",
+            "mimetype": "text/x-python",
+            "name": "python",
+            "nbconvert_exporter": "python",
+            "pygments_lexer": "ipython3",
+            "version": platform.python_version(),
+        },
     }
 
 
@@ -133,6 +145,7 @@ def run_series(
     stdout and stderr while they run.
     """
     import papermill
+    import tqdm  # noqa: F401  tqdm reads $TQDM_* once, at import: this process keeps its own settings
     from papermill.exceptions import PapermillExecutionError
 
     params = load_params(params_file)

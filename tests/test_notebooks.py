@@ -1,6 +1,9 @@
 """The notebook series: committed clean, and executed headlessly with the smoke parameter set."""
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -132,6 +135,12 @@ def test_committed_notebook_is_in_the_form_jupyterlab_saves(name):
     assert notebook.metadata.kernelspec == expected["kernelspec"]
     stored = {k: v for k, v in notebook.metadata.language_info.items() if k != "version"}
     assert stored == {k: v for k, v in expected["language_info"].items() if k != "version"}
+
+
+def test_lab_metadata_is_what_the_kernel_reports():
+    script = "import json; from ipykernel.ipkernel import IPythonKernel; print(json.dumps(IPythonKernel.language_info))"
+    reported = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert notebook_runner.lab_metadata()["language_info"] == reported
 
 
 def test_strip_writes_the_jupyterlab_form(tmp_path):
