@@ -41,6 +41,10 @@ def test_changing_image_or_method_changes_the_figure_and_going_back_hits_the_cac
     assert explorer.image.value == first
 
 
+def test_sliders_act_on_release(explorer):
+    assert not explorer.index.continuous_update and not explorer.threshold.continuous_update
+
+
 def test_threshold_redraws_from_the_cache(explorer):
     computed, image = explorer.computed, explorer.image.value
     explorer.threshold.value = 0.5
