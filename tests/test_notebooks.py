@@ -161,3 +161,17 @@ def test_headless_environment_makes_progress_text_and_restores_the_caller_enviro
         with progress_bar(total=1, disable=True) as bar:
             assert type(bar).__module__ == "tqdm.std"
     assert PROGRESS_ENV not in os.environ and os.environ["TQDM_MININTERVAL"] == "30"
+
+
+@pytest.mark.slow
+def test_the_runner_streams_cell_output_and_text_progress_bars(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    source = "from lafam_utils.progress import progress_bar\nprint('cell says hi')\nfor _ in progress_bar(range(3), desc='work'):\n    pass"
+    nbformat.write(new_notebook(cells=[new_code_cell(source)]), folder / "01_bar.ipynb")
+    params = tmp_path / "p.yaml"
+    params.write_text("{}")
+    run_series(params, tmp_path / "out", notebooks_dir=folder)
+    streamed = capsys.readouterr()
+    assert "[1/1] running 01_bar.ipynb" in streamed.out and "cell says hi" in streamed.out
+    assert "work: 100%" in streamed.err and "3/3" in streamed.err  # a text bar, not a widget
