@@ -24,6 +24,7 @@ _NAMES = {
     "evaluate": "evaluation",
     "summarize": "summary",
     "capture": "hooks",
+    "native_bf16": "precision",
 }
 _SUBMODULES = (
     "analysis",
@@ -37,7 +38,9 @@ _SUBMODULES = (
     "models",
     "notebook_runner",
     "plotting",
+    "precision",
     "progress",
+    "shared_forward",
     "summary",
     "synthetic",
     "transforms",

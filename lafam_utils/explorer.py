@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from . import plotting
 from .explainers import explainer
+from .precision import Precision
 
 METHODS = ("lafam", "gradcam", "relax", "eigencam")
 LAYERLESS_METHODS = frozenset({"relax"})
@@ -52,7 +53,8 @@ class Explorer(widgets.VBox):
     """Controls, a status line with a progress bar, and one figure of the chosen map.
 
     ``data`` yields items with "image" (3, H, W), "mask" (H, W), "labels" and "id"; ``models``
-    maps names to modules on ``device``. ``hits`` and ``computed`` count cache hits and maps
+    maps names to modules on ``device``; maps are computed at ``precision`` ("fp32" | "bf16" |
+    "auto", as every explainer). ``hits`` and ``computed`` count cache hits and maps
     computed; ``views`` counts the figures drawn.
     """
 
@@ -65,13 +67,14 @@ class Explorer(widgets.VBox):
         layer: str = "layer4",
         relax_masks: int = 2048,
         seed: int = 0,
+        precision: Precision = "fp32",
     ) -> None:
         if len(data) == 0:
             raise ValueError("the explorer needs a dataset with at least one image")
         if not models:
             raise ValueError("the explorer needs at least one model, got an empty mapping")
         self.data, self.models, self.device = data, dict(models), torch.device(device)
-        self.default_layer, self.relax_masks, self.seed = layer, relax_masks, seed
+        self.default_layer, self.relax_masks, self.seed, self.precision = layer, relax_masks, seed, precision
         self.cache: dict[MapKey, Tensor] = {}
         self.predictions: dict[tuple[int, str], str] = {}
         self.hits = self.computed = self.views = 0
@@ -160,7 +163,8 @@ class Explorer(widgets.VBox):
         options: dict[str, Any] = {"layer": layer} if layer is not None else {}
         if method == "relax":
             options.update(n_masks=self.relax_masks, seed=self.seed, on_progress=self._report)
-        explain = explainer(method, self.models[model_name], upsample=None if upsample == "none" else upsample, **options)
+        upsampling = None if upsample == "none" else upsample
+        explain = explainer(method, self.models[model_name], upsample=upsampling, precision=self.precision, **options)
         image = self.data[index]["image"][None].to(self.device)
         for control in self.controls:
             control.disabled = True
