@@ -83,6 +83,9 @@ def load_model(
       ``embedding="backbone"``: pooled 2048-d layer4 features; ``"projection"``: the 128-d
       L2-normalised projection-head output. Defaults are the embeddings the paper's RELAX used:
       SimCLR -> backbone (its ``encoder(x)[0]``), SwAV -> projection (its ``model(x)[0]``).
+    - ``"dino-resnet50"``, ``"mocov2"``, ``"mocov3-resnet50"``, ``"barlowtwins"``, ``"vicreg"``,
+      ``"swav-fair"``: the official ResNet50 releases of these self-supervised methods
+      (``lafam_utils.ssl_releases``); ``embedding="backbone"`` (default) or ``"projection"``.
     - ``"shapes-supervised"``, ``"shapes-simclr"``: the CNNs of the synthetic shapes benchmark.
 
     ``weights=None``: random init, no download. Downloads are cached (see ``fetch``); torchvision's
@@ -93,21 +96,25 @@ def load_model(
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
-    if embedding is not None and name not in BOLTS_URLS:
-        raise ValueError(f"embedding= applies to {', '.join(BOLTS_URLS)} only, not {name!r}")
+    from .ssl_releases import RELEASES, load_release
+
+    if embedding is not None and name not in (*BOLTS_URLS, *RELEASES):
+        raise ValueError(f"embedding= applies to {', '.join((*BOLTS_URLS, *RELEASES))} only, not {name!r}")
     if name in SHAPES_MODELS:
         from .shapes_models import load_shapes_model
 
         return load_shapes_model(name, weights=weights, checkpoint=checkpoint, device=device)
     if name in BOLTS_URLS:
         model = _bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint)
+    elif name in RELEASES:
+        model = load_release(name, weights, checkpoint, embedding, trust_checkpoint)
     elif name in TORCHVISION_MODELS:
         model = _torchvision_classifier(name, weights, checkpoint, trust_checkpoint)
     else:
-        close = difflib.get_close_matches(name, (*BOLTS_URLS, *SHAPES_MODELS, *TORCHVISION_MODELS), n=5)
+        close = difflib.get_close_matches(name, (*BOLTS_URLS, *RELEASES, *SHAPES_MODELS, *TORCHVISION_MODELS), n=5)
         hint = f" Close matches: {', '.join(close)}." if close else ""
         raise ValueError(
-            f"unknown model {name!r}.{hint} Known: {', '.join(BOLTS_URLS)}, {', '.join(SHAPES_MODELS)} "
+            f"unknown model {name!r}.{hint} Known: {', '.join((*BOLTS_URLS, *RELEASES, *SHAPES_MODELS))} "
             "and torchvision's classification models (torchvision.models.list_models())."
         )
     model.eval()
@@ -258,14 +265,16 @@ def _load_trusted(path: Path) -> Any:
         raise CheckpointError(f"{path} is corrupt or cannot be unpickled ({_reason(err)})") from None
 
 
-def fetch(url: str) -> Path:
+def fetch(url: str, file_name: str | None = None) -> Path:
     """The cached copy of ``url`` in ``torch.hub.get_dir()/checkpoints``, downloaded on first use.
+
+    It is cached under the URL's file name, or ``file_name`` where releases share one (``resnet50.pth``).
 
     A failed download raises ``DownloadError`` naming the URL, the file it is expected as, and the
     two ways around it: place the file there, or pass ``checkpoint=`` to ``load_model``.
     """
     directory = Path(torch.hub.get_dir()) / "checkpoints"
-    path = directory / Path(urlparse(url).path).name
+    path = directory / (file_name or Path(urlparse(url).path).name)
     if path.is_file():
         return path
     hash_prefix = torch.hub.HASH_REGEX.search(path.name)
