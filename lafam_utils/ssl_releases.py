@@ -304,10 +304,13 @@ def load_release(
             f"{name}'s default download ({release.url}) holds the backbone only; for embedding='projection' "
             f"download the full checkpoint {release.head_file} and pass it as checkpoint=..."
         )
-    model = torchvision.models.resnet50(weights=None)
-    model.fc = nn.Identity() if embedding == "backbone" else release.head()
-    if checkpoint is None and weights is None:
+    random_init = checkpoint is None and weights is None
+    with torch.device("cpu" if random_init else "meta"):  # weights that are loaded need no initialisation
+        model = torchvision.models.resnet50(weights=None)
+        model.fc = nn.Identity() if embedding == "backbone" else release.head()
+    if random_init:
         return model
+    model = model.to_empty(device="cpu")
     source = Path(checkpoint) if checkpoint is not None else download(release)
     state = torchvision_state_dict(release, read_checkpoint(source, trust), source, embedding)
     _load_weights(model, state, source, f"{name} ({embedding} embedding)")
