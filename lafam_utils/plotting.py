@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from .ssl_releases import TITLES as RELEASE_TITLES
 from .transforms import to_display
 
 MODEL_TITLES = {
@@ -27,6 +28,7 @@ MODEL_TITLES = {
     "swav": "SwAV",
     "shapes-supervised": "Shapes supervised",
     "shapes-simclr": "Shapes SimCLR",
+    **RELEASE_TITLES,
 }
 METHOD_TITLES = {"gradcam": "Grad-CAM", "lafam": "LaFAM", "relax": "RELAX", "eigencam": "EigenCAM"}
 MAP_CMAP = "jet"
