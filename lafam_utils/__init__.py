@@ -36,6 +36,7 @@ _SUBMODULES = (
     "models",
     "notebook_runner",
     "plotting",
+    "ssl_releases",
     "summary",
     "synthetic",
     "transforms",

@@ -1,4 +1,5 @@
-"""Models by name: the paper's supervised ResNet50 and the Lightning Bolts SimCLR and SwAV encoders.
+"""Models by name: the paper's supervised ResNet50 and the Lightning Bolts SimCLR and SwAV encoders
+(and, through ``ssl_releases``, six official self-supervised ResNet50 releases).
 
 All three are torchvision ResNet50s, so a layer name ("layer4", "layer3.5.conv3") means the same
 in each; the self-supervised encoders replace ``fc`` by their embedding. Weights come from the web

@@ -157,7 +157,7 @@ RELEASES: dict[str, Release] = {
                     "full checkpoint, teacher's backbone (DINO's evaluations read the teacher)",
                     container="teacher",
                     backbone=DINO,
-                    unused={"module.head.": "DINO head (MLP to the 60,000 prototype scores), not an embedding"},
+                    unused={"module.head.": "DINO head (MLP to the prototype scores), not an embedding"},
                 ),
             ),
             recipe="self-distillation (student/teacher, centring, multi-crop) on ImageNet-1k; k-NN 67.5 %, linear 75.3 %",

@@ -97,12 +97,12 @@ def dino_full(backbone: dict, head: dict) -> dict:
         "mlp.0.weight": torch.randn(2048, 2048), "mlp.0.bias": torch.zeros(2048),
         "mlp.2.weight": torch.randn(2048, 2048), "mlp.2.bias": torch.zeros(2048),
         "mlp.4.weight": torch.randn(256, 2048), "mlp.4.bias": torch.zeros(256),
-        "last_layer.weight_g": torch.ones(1000, 1), "last_layer.weight_v": torch.randn(1000, 256),  # out_dim 60000 in the release
+        "last_layer.weight_g": torch.ones(1000, 1), "last_layer.weight_v": torch.randn(1000, 256),  # out_dim is larger in the release
     }
     network = {**prefixed("module.backbone.", backbone), **prefixed("module.head.", dino_head)}
     return {
         "student": network, "teacher": dict(network), "optimizer": sgd_state(len(network)), "epoch": 800,
-        "args": argparse.Namespace(arch="resnet50", out_dim=60000), "dino_loss": {"center": torch.zeros(1, 1000)},
+        "args": argparse.Namespace(arch="resnet50", out_dim=1000), "dino_loss": {"center": torch.zeros(1, 1000)},
     }
 
 
