@@ -31,9 +31,16 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from .models import CheckpointError, DownloadError, NormalizedProjection, _load_weights, fetch, read_checkpoint
+from .models import (
+    EMBEDDINGS,
+    CheckpointError,
+    DownloadError,
+    NormalizedProjection,
+    _load_weights,
+    fetch,
+    read_checkpoint,
+)
 
-EMBEDDINGS = ("backbone", "projection")
 WIDTH = 2048  # ResNet50's pooled feature size
 
 
@@ -142,7 +149,6 @@ class Release:
         )
 
 
-DINO = "module.backbone."
 RELEASES: dict[str, Release] = {
     release.name: release
     for release in (
@@ -156,12 +162,18 @@ RELEASES: dict[str, Release] = {
                 Layout(
                     "full checkpoint, teacher's backbone (DINO's evaluations read the teacher)",
                     container="teacher",
-                    backbone=DINO,
+                    backbone="module.backbone.",
                     unused={"module.head.": "DINO head (MLP to the prototype scores), not an embedding"},
                 ),
             ),
-            recipe="self-distillation (student/teacher, centring, multi-crop) on ImageNet-1k; k-NN 67.5 %, linear 75.3 %",
-            source="facebookresearch/dino hubconf.py dino_resnet50, utils.load_pretrained_weights, main_dino.py",
+            recipe=(
+                "self-distillation (student/teacher, centring, multi-crop) on ImageNet-1k; k-NN 67.5 %, "
+                "linear 75.3 %"
+            ),
+            source=(
+                "facebookresearch/dino hubconf.py dino_resnet50, utils.load_pretrained_weights, "
+                "main_dino.py"
+            ),
         ),
         Release(
             name="mocov2",
@@ -182,7 +194,10 @@ RELEASES: dict[str, Release] = {
                 ),
             ),
             head=mocov2_head,
-            recipe="momentum contrast, 65,536-key queue, MLP head, aug+, cosine schedule, 800 epochs, batch 256, ImageNet-1k; linear 71.1 %",
+            recipe=(
+                "momentum contrast, 65,536-key queue, MLP head, aug+, cosine schedule, 800 epochs, batch "
+                "256, ImageNet-1k; linear 71.1 %"
+            ),
             source="facebookresearch/moco main_lincls.py (module.encoder_q.), moco/builder.py, main_moco.py",
         ),
         Release(
@@ -203,8 +218,14 @@ RELEASES: dict[str, Release] = {
                 ),
             ),
             head=mocov3_head,
-            recipe="momentum encoder + predictor, no queue, LARS lr 0.3, wd 1.5e-6, momentum 0.996 (cosine to 1), 1000 epochs, batch 4096, ImageNet-1k; linear 74.6 %",
-            source="facebookresearch/moco-v3 main_lincls.py (module.base_encoder.), moco/builder.py MoCo_ResNet, main_moco.py",
+            recipe=(
+                "momentum encoder + predictor, no queue, LARS lr 0.3, wd 1.5e-6, momentum 0.996 (cosine to "
+                "1), 1000 epochs, batch 4096, ImageNet-1k; linear 74.6 %"
+            ),
+            source=(
+                "facebookresearch/moco-v3 main_lincls.py (module.base_encoder.), moco/builder.py "
+                "MoCo_ResNet, main_moco.py"
+            ),
         ),
         Release(
             name="barlowtwins",
@@ -223,8 +244,14 @@ RELEASES: dict[str, Release] = {
             ),
             head=barlowtwins_head,
             head_file="https://dl.fbaipublicfiles.com/barlowtwins/ljng/checkpoint.pth",
-            recipe="cross-correlation of two views' 8192-d projections driven to the identity (lambda 0.0051), LARS, 1000 epochs, batch 2048, ImageNet-1k; linear 73.5 %",
-            source="facebookresearch/barlowtwins hubconf.py, main.py (BarlowTwins, checkpoint and resnet50.pth saving), evaluate.py",
+            recipe=(
+                "cross-correlation of two views' 8192-d projections driven to the identity (lambda "
+                "0.0051), LARS, 1000 epochs, batch 2048, ImageNet-1k; linear 73.5 %"
+            ),
+            source=(
+                "facebookresearch/barlowtwins hubconf.py, main.py (BarlowTwins, checkpoint and "
+                "resnet50.pth saving), evaluate.py"
+            ),
         ),
         Release(
             name="vicreg",
@@ -242,8 +269,14 @@ RELEASES: dict[str, Release] = {
             ),
             head=vicreg_head,
             head_file="https://dl.fbaipublicfiles.com/vicreg/resnet50_fullckpt.pth",
-            recipe="variance-invariance-covariance loss on an 8192-8192-8192 projector, LARS base lr 0.2, 1000 epochs, batch 2048, ImageNet-1k; linear 73.2 %",
-            source="facebookresearch/vicreg hubconf.py, resnet.py (torchvision names, no fc), main_vicreg.py (VICReg, Projector), evaluate.py",
+            recipe=(
+                "variance-invariance-covariance loss on an 8192-8192-8192 projector, LARS base lr 0.2, "
+                "1000 epochs, batch 2048, ImageNet-1k; linear 73.2 %"
+            ),
+            source=(
+                "facebookresearch/vicreg hubconf.py, resnet.py (torchvision names, no fc), main_vicreg.py "
+                "(VICReg, Projector), evaluate.py"
+            ),
         ),
         Release(
             name="swav-fair",
@@ -267,8 +300,14 @@ RELEASES: dict[str, Release] = {
                 ),
             ),
             head=swav_head,
-            recipe="online clustering (Sinkhorn, 3000 prototypes), multi-crop 2x224 + 6x96, LARS, 800 epochs, batch 4096, ImageNet-1k; linear 75.3 %",
-            source="facebookresearch/swav hubconf.py resnet50 (module. prefix), src/resnet50.py, eval_linear.py, main_swav.py",
+            recipe=(
+                "online clustering (Sinkhorn, 3000 prototypes), multi-crop 2x224 + 6x96, LARS, 800 epochs, "
+                "batch 4096, ImageNet-1k; linear 75.3 %"
+            ),
+            source=(
+                "facebookresearch/swav hubconf.py resnet50 (module. prefix), src/resnet50.py, "
+                "eval_linear.py, main_swav.py"
+            ),
         ),
     )
 }
@@ -363,4 +402,4 @@ def download(release: Release) -> Path:
     return path
 
 
-__all__ = ["EMBEDDINGS", "L2Normalized", "Layout", "RELEASES", "Release", "TITLES", "load_release", "torchvision_state_dict"]
+__all__ = ["L2Normalized", "Layout", "RELEASES", "Release", "TITLES", "load_release", "torchvision_state_dict"]

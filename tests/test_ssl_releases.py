@@ -60,7 +60,8 @@ def prefixed(prefix: str, state: dict) -> dict:
 
 
 def sgd_state(n_params: int) -> dict:
-    return {"state": {}, "param_groups": [{"lr": 0.03, "momentum": 0.9, "weight_decay": 1e-4, "params": list(range(n_params))}]}
+    group = {"lr": 0.03, "momentum": 0.9, "weight_decay": 1e-4, "params": list(range(n_params))}
+    return {"state": {}, "param_groups": [group]}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,8 @@ def dino_full(backbone: dict, head: dict) -> dict:
         "mlp.0.weight": torch.randn(2048, 2048), "mlp.0.bias": torch.zeros(2048),
         "mlp.2.weight": torch.randn(2048, 2048), "mlp.2.bias": torch.zeros(2048),
         "mlp.4.weight": torch.randn(256, 2048), "mlp.4.bias": torch.zeros(256),
-        "last_layer.weight_g": torch.ones(1000, 1), "last_layer.weight_v": torch.randn(1000, 256),  # out_dim is larger in the release
+        # the release's out_dim is far larger than 1000; the head is dropped by name whatever its size
+        "last_layer.weight_g": torch.ones(1000, 1), "last_layer.weight_v": torch.randn(1000, 256),
     }
     network = {**prefixed("module.backbone.", backbone), **prefixed("module.head.", dino_head)}
     return {
@@ -144,12 +146,14 @@ def full_checkpoint(batch_norm: bool) -> Callable[[dict, dict], dict]:
 
 def swav(backbone: dict, head: dict) -> dict:
     """swav_800ep_pretrain.pth.tar: the DDP state dict, projection head and 3000 prototypes included."""
-    return {**prefixed("module.", backbone), **prefixed("module.projection_head.", head), "module.prototypes.weight": torch.randn(3000, 128)}
+    prototypes = {"module.prototypes.weight": torch.randn(3000, 128)}
+    return {**prefixed("module.", backbone), **prefixed("module.projection_head.", head), **prototypes}
 
 
 def swav_training(backbone: dict, head: dict) -> dict:
     """main_swav.py's checkpoint.pth.tar around the same state dict."""
-    return {"epoch": 800, "state_dict": swav(backbone, head), "optimizer": sgd_state(3), "amp": {"loss_scaler0": {"loss_scale": 65536.0}}}
+    amp = {"loss_scaler0": {"loss_scale": 65536.0, "unskipped": 0}}
+    return {"epoch": 800, "state_dict": swav(backbone, head), "optimizer": sgd_state(3), "amp": amp}
 
 
 def backbone_only(backbone: dict, head: dict) -> dict:
@@ -185,7 +189,9 @@ def write(tmp_path: Path, checkpoint: dict) -> Path:
 
 
 @pytest.mark.parametrize(("name", "layout"), list(LAYOUTS))
-def test_each_layout_loads_the_backbone_and_the_head_exactly(name, layout, backbone, heads, images, tmp_path, narrow_projectors):
+def test_each_layout_loads_the_backbone_and_the_head_exactly(
+    name, layout, backbone, heads, images, tmp_path, narrow_projectors
+):
     checkpoint = LAYOUTS[name, layout](backbone.state_dict(), heads[name].state_dict() if name in heads else {})
     path = write(tmp_path, checkpoint)
     trust = layout == "full checkpoint" and name == "dino-resnet50"  # main_dino.py pickles its argparse args
@@ -232,9 +238,13 @@ def test_random_init_projection_has_the_release_width(name, images, narrow_proje
 
 def test_full_width_projectors_match_the_release_code():
     with torch.device("meta"):
-        shapes = {name: {k: tuple(v.shape) for k, v in RELEASES[name].head().state_dict().items()} for name in ("barlowtwins", "vicreg")}
+        shapes = {
+            name: {key: tuple(value.shape) for key, value in RELEASES[name].head().state_dict().items()}
+            for name in ("barlowtwins", "vicreg")
+        }
     assert shapes["barlowtwins"] == {
-        "0.weight": (8192, 2048), "1.weight": (8192,), "1.bias": (8192,), "1.running_mean": (8192,), "1.running_var": (8192,),
+        "0.weight": (8192, 2048),
+        "1.weight": (8192,), "1.bias": (8192,), "1.running_mean": (8192,), "1.running_var": (8192,),
         "1.num_batches_tracked": (), "3.weight": (8192, 8192), "4.weight": (8192,), "4.bias": (8192,),
         "4.running_mean": (8192,), "4.running_var": (8192,), "4.num_batches_tracked": (), "6.weight": (8192, 8192),
     }
@@ -291,12 +301,13 @@ def test_wrong_keys_are_errors_naming_them(backbone, heads, tmp_path):
 
 def test_a_foreign_layout_is_an_error_listing_the_expected_ones(backbone, tmp_path):
     path = write(tmp_path, {"state_dict": prefixed("encoder.", backbone.state_dict())})
-    with pytest.raises(CheckpointError, match=r"not a mocov3-resnet50 checkpoint.*'module\.base_encoder\.conv1\.weight'.*top-level keys are state_dict"):
+    expected = r"not a mocov3-resnet50 checkpoint.*'module\.base_encoder\.conv1\.weight'.*top-level keys are state_dict"
+    with pytest.raises(CheckpointError, match=expected):
         lu.load_model("mocov3-resnet50", checkpoint=path)
 
 
 def test_projection_needs_a_file_that_has_the_head(backbone, tmp_path):
-    with pytest.raises(ValueError, match=r"default download .*resnet50\.pth\) holds the backbone only.*ljng/checkpoint\.pth"):
+    with pytest.raises(ValueError, match=r"download .*resnet50\.pth\) holds the backbone only.*ljng/checkpoint\.pth"):
         lu.load_model("barlowtwins", embedding="projection")
     with pytest.raises(ValueError, match="dino-resnet50 has no projection embedding"):
         lu.load_model("dino-resnet50", embedding="projection", weights=None)
@@ -311,4 +322,5 @@ def test_a_saved_encoder_loads_back_in_torchvision_names(backbone, heads, images
     path = tmp_path / "saved.pth"
     torch.save(encoder.state_dict(), path)
     with torch.no_grad():
-        torch.testing.assert_close(lu.load_model("swav-fair", checkpoint=path, embedding="projection")(images), encoder(images), rtol=0, atol=0)
+        reloaded = lu.load_model("swav-fair", checkpoint=path, embedding="projection")
+        torch.testing.assert_close(reloaded(images), encoder(images), rtol=0, atol=0)
