@@ -133,7 +133,7 @@ def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, mo
     executed = run_series(params_file, tmp_path / "runs", only=["02", "03", "04", "05"])
 
     assert [path.name for path in executed] == SERIES[1:]
-    summary = next((tmp_path / "results").glob("voc_paper_*/summary.md")).read_text()
+    summary = next((tmp_path / "results").glob("voc_paper*/**/summary.md")).read_text()
     assert all(f"{release.title} RELAX" in summary and f"{release.title} LaFAM" in summary for release in RELEASES.values())
     figures = {path.name for path in (tmp_path / "figures").iterdir()}
     assert {"fig1_qualitative_voc.png", "fig2_multi_object_voc.png", "fig5_metric_distributions_voc.png"} <= figures
