@@ -80,13 +80,13 @@ def load_model(
       Any other torchvision classification model (``"resnet18"``, ``"vgg16"``, ...) by its name,
       with torchvision's default weights or ``weights="<enum name>"`` (e.g. ``"IMAGENET1K_V2"``).
       Classifiers carry ``model.class_names`` (the 1000 ImageNet categories).
+    - ``"dino-resnet50"``, ``"mocov2"``, ``"mocov3-resnet50"``, ``"barlowtwins"``, ``"vicreg"``,
+      ``"swav-fair"``: the official ResNet50 releases of these self-supervised methods
+      (``lafam_utils.ssl_releases``); ``embedding="backbone"`` (default) or ``"projection"``.
     - ``"simclr"``, ``"swav"``: the Bolts ImageNet ResNet50 encoders, forward -> (B, D) embedding.
       ``embedding="backbone"``: pooled 2048-d layer4 features; ``"projection"``: the 128-d
       L2-normalised projection-head output. Defaults are the embeddings the paper's RELAX used:
       SimCLR -> backbone (its ``encoder(x)[0]``), SwAV -> projection (its ``model(x)[0]``).
-    - ``"dino-resnet50"``, ``"mocov2"``, ``"mocov3-resnet50"``, ``"barlowtwins"``, ``"vicreg"``,
-      ``"swav-fair"``: the official ResNet50 releases of these self-supervised methods
-      (``lafam_utils.ssl_releases``); ``embedding="backbone"`` (default) or ``"projection"``.
     - ``"shapes-supervised"``, ``"shapes-simclr"``: the CNNs of the synthetic shapes benchmark.
 
     ``weights=None``: random init, no download. Downloads are cached (see ``fetch``); torchvision's

@@ -26,9 +26,9 @@ MODEL_TITLES = {
     "resnet50": "ResNet50",
     "simclr": "SimCLR",
     "swav": "SwAV",
+    **RELEASE_TITLES,
     "shapes-supervised": "Shapes supervised",
     "shapes-simclr": "Shapes SimCLR",
-    **RELEASE_TITLES,
 }
 METHOD_TITLES = {"gradcam": "Grad-CAM", "lafam": "LaFAM", "relax": "RELAX", "eigencam": "EigenCAM"}
 MAP_CMAP = "jet"
