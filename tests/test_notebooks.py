@@ -137,4 +137,3 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     assert (results / "multi_object_coverage_synthetic.csv").is_file()
     assert (results / "correct_vs_wrong_synthetic.csv").is_file()
     assert next(results.glob("synthetic_paper_*/summary.md")).read_text().startswith("| Metric |")
-
