@@ -208,12 +208,6 @@ def test_each_layout_loads_the_backbone_and_the_head_exactly(
             torch.testing.assert_close(encoder(images), projection, rtol=1e-5, atol=1e-5)
 
 
-def test_dino_full_checkpoint_needs_trust_for_its_pickled_args(tmp_path):
-    path = write(tmp_path, dino_full({}, {}))
-    with pytest.raises(CheckpointError, match="Namespace.*trust_checkpoint=True"):
-        lu.load_model("dino-resnet50", checkpoint=path)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_random_init_downloads_nothing(name, images, monkeypatch):
     def no_download(*args, **kwargs):
