@@ -51,7 +51,7 @@ def backbone() -> nn.Module:
 
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
-    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
 def prefixed(prefix: str, state: dict) -> dict:
@@ -216,7 +216,7 @@ def test_random_init_downloads_nothing(name, images, monkeypatch):
     model = lu.load_model(name, weights=None)
     assert not model.training and isinstance(model.fc, nn.Identity)
     assert model(images).shape == (2, 2048)
-    assert lu.LaFAM(model, layer="layer4", upsample=None)(images).shape == (2, 2, 2)  # 64 px -> 2x2 at layer4
+    assert lu.LaFAM(model, layer="layer4", upsample="nearest")(images).shape == (2, 32, 32)
 
 
 def test_random_init_projection_needs_no_file_even_where_the_download_lacks_the_head(images, narrow_projectors):
@@ -269,7 +269,7 @@ def test_a_cached_file_is_checked_against_the_published_md5(backbone, heads, tmp
     md5 = hashlib.md5(cached.read_bytes()).hexdigest()
     monkeypatch.setitem(RELEASES, "mocov2", dataclasses.replace(RELEASES["mocov2"], md5_prefix=md5[:8]))
     with torch.no_grad():
-        images = torch.randn(1, 3, 64, 64)
+        images = torch.randn(1, 3, 32, 32)
         torch.testing.assert_close(lu.load_model("mocov2")(images), backbone(images), rtol=1e-5, atol=1e-5)
 
 
