@@ -8,6 +8,7 @@ them over every image of a dataset.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,26 +80,54 @@ def open_dataset(
     from . import datasets
 
     real_subset = "paper" if subset == "hard" else subset
-    if dataset == "voc":
-        full = datasets.VOC2012(data_root, split="val", subset=real_subset)
-    elif dataset == "imagenet-s":
-        if images_root is None:
-            raise ValueError("dataset 'imagenet-s' needs images_root, the folder of the ImageNet validation images")
-        full = datasets.ImageNetS(data_root, images_root, subset=real_subset)
-    else:
+    if dataset not in ("voc", "imagenet-s"):
         raise ValueError(f"dataset must be one of {sorted(DATASET_MODELS)}, got {dataset!r}")
+    if dataset == "imagenet-s" and images_root is None:
+        raise ValueError("dataset 'imagenet-s' needs images_root, the folder of the ImageNet validation images")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\w+: skipped \d+ of \d+ images")  # noted in one line below
+        if dataset == "voc":
+            full = datasets.VOC2012(data_root, split="val", subset=real_subset)
+        else:
+            full = datasets.ImageNetS(data_root, images_root, subset=real_subset)
+    if len(full.skipped):
+        first = full.skipped["reason"].iloc[0]
+        print(f"note: {len(full.skipped)} file(s) skipped (dataset.skipped lists them), e.g. {first}")
     if n_images is None or n_images >= len(full):
         return full
     chosen = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))[:n_images]
     return Subset(full, chosen.sort().values.tolist())
 
 
-def load_models(names: Sequence[str], device: str = "cpu", random_init: bool = False) -> dict[str, nn.Module]:
-    """Each named model once, in eval mode on ``device``; ``random_init`` skips all weights (smoke runs)."""
+def load_models(
+    names: Sequence[str],
+    device: str = "cpu",
+    random_init: bool = False,
+    checkpoints: Mapping[str, str | Path] | None = None,
+    weights_dir: str | Path | None = None,
+) -> dict[str, nn.Module]:
+    """Each named model once, in eval mode on ``device``; ``random_init`` skips all weights (smoke runs).
+
+    ``checkpoints`` maps model names to local weight files, ``weights_dir`` is a folder holding the
+    published files under their download names (both as in ``lu.load_model``).
+    """
     from .models import load_model
 
-    options: dict[str, Any] = {"weights": None} if random_init else {}
-    return {name: load_model(name, **options).to(device).eval() for name in dict.fromkeys(names)}
+    checkpoints = dict(checkpoints or {})
+    unknown = sorted(set(checkpoints) - set(names))
+    if unknown:
+        raise ValueError(f"checkpoints name models that are not used: {unknown}; the models are {list(dict.fromkeys(names))}")
+    if random_init and (checkpoints or weights_dir):
+        raise ValueError("random_init=True loads no weights; leave checkpoints and weights_dir empty with it")
+
+    def options(name: str) -> dict[str, Any]:
+        if random_init:
+            return {"weights": None}
+        if name in checkpoints:
+            return {"checkpoint": checkpoints[name]}
+        return {"weights_dir": weights_dir} if weights_dir is not None else {}
+
+    return {name: load_model(name, **options(name)).to(device).eval() for name in dict.fromkeys(names)}
 
 
 def build_explainers(

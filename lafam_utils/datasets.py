@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,7 +45,7 @@ VOC_IGNORE = 255
 IMAGENET_S_IGNORE = 1000
 VAL_IMAGE = re.compile(r"(ILSVRC2012_val_\d{8})(?:_(n\d{8}))?\.(?:jpe?g|png)", re.IGNORECASE)
 """An ImageNet validation file name: the id, then optionally its wnid (as in the Hugging Face copy)."""
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 RESOURCES = Path(__file__).with_name("resources")
 UNREADABLE = (OSError, SyntaxError, ValueError)
 """What Pillow raises for a corrupt or truncated file."""
@@ -107,13 +108,20 @@ def read_imagenet_s_labels(path: Path) -> np.ndarray:
     return rgb[..., 0].astype(np.int32) + 256 * rgb[..., 1].astype(np.int32)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels."""
+def _decoded_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image that decodes to its end; a truncated or corrupt file raises.
+
+    JPEGs are decoded at 1/8 scale (``Image.draft``: the decoder still reads every coded block,
+    so truncation is found, at about half the cost of a full decode)."""
     try:
         with Image.open(path) as image:
-            return image.size
+            size = image.size
+            if image.format == "JPEG":
+                image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            image.load()
+            return size
     except UNREADABLE as error:
-        raise DataFileError(f"{path}: expected an image file, cannot read it ({error})") from None
+        raise DataFileError(f"{path}: expected an image file that decodes, cannot decode it ({error})") from None
 
 
 def _check_sizes(mask: Path | str, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
@@ -193,9 +201,10 @@ class SegmentationDataset(Dataset):
         return self.subsets[subset]
 
     def _read_facts(self, mask: Path, image: Path) -> dict[str, Any]:
-        """The label values in one mask, their pixel counts and its size (the index's only read)."""
+        """The label values in one mask, their pixel counts and its size; the image is decoded once to
+        find truncated or corrupt files before a run does (the index's only reads)."""
         labels = self.read_labels(mask)
-        _check_sizes(mask, labels.shape[::-1], _image_size(image))
+        _check_sizes(mask, labels.shape[::-1], _decoded_size(image))
         counts = np.bincount(labels.ravel())
         values = np.flatnonzero(counts)
         return {"values": values.tolist(), "pixels": counts[values].tolist(), "height": labels.shape[0], "width": labels.shape[1]}
@@ -373,9 +382,17 @@ class VOC2012(SegmentationDataset):
         if not split_file.is_file():
             found = sorted(p.stem for p in split_file.parent.glob("*.txt"))
             raise _missing(split_file, f"the list of the {split!r} split (splits found: {found or 'none'})", VOC_LAYOUT)
-        ids = split_file.read_text().split()
-        if not ids:
+        listed = split_file.read_text().split()
+        if not listed:
             raise ValueError(f"{split_file} lists no image ids; expected one id per line")
+        ids = list(dict.fromkeys(listed))
+        if len(ids) < len(listed):
+            repeated = sorted(i for i, count in Counter(listed).items() if count > 1)
+            warnings.warn(
+                f"{split_file} lists {len(listed) - len(ids)} id(s) more than once ({', '.join(repeated[:5])}"
+                f"{', ...' if len(repeated) > 5 else ''}); each image is included once",
+                stacklevel=2,
+            )
         if class_names is None:
             names_file = voc / "classes.txt"
             class_names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()] if names_file.is_file() else VOC_CLASSES

@@ -1,12 +1,14 @@
 """Datasets x models x methods -> one results row per (image, model, method), resumable and shardable.
 
 ``evaluate`` walks the dataset in fixed batches (batch ``b`` holds indices ``b*batch_size`` up to
-the next batch) and, for every (model, method) pair, commits that batch's rows as one chunk file
-``chunks/<model>__<method>__<b>.parquet`` written to a temporary name and moved into place with
-``os.replace``. A chunk is either complete or absent, so a run killed at any instant (even with
-SIGKILL) and started again computes exactly the missing chunks. Under ``torchrun`` rank ``r`` of
-``n`` takes the batches with ``b % n == r``; chunk names do not depend on ``n``, so the merged
-table is the same for any number of processes and a run may resume with a different count.
+the next batch) and, for every (model, method) pair, commits that batch's rows as one chunk file.
+The run lives in ``results_dir/<identity hash>/`` (``lafam_utils.run_store``): the identity covers
+the data, the weights, the explainers' settings and the metrics, so a changed setting starts a new
+folder and old rows are never returned. Chunks are written to a temporary name and moved into
+place, and verify themselves on resume, so a run killed at any instant (even with SIGKILL) and
+started again computes exactly the missing or damaged chunks. Processes sharing a folder claim
+(pair, batch) units; under ``torchrun`` rank ``r`` of ``n`` starts with the batches ``b % n == r``.
+The merged table is the same for any number of processes.
 
 A failing image never stops the run: an exception in ``dataset[i]``, in the explainer or in the
 metrics, or a map with NaN/inf values, becomes a row whose ``error`` says what happened and whose
@@ -28,7 +30,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from . import run_store
 from .metrics import METRICS, compute, select
+from .run_store import CHUNKS, MANIFEST, RunStore, chunk_path, write_table_atomic
 
 Pair = tuple[str, str]
 MapFn = Callable[[Tensor], Tensor]
@@ -44,8 +48,12 @@ PAPER_PAIRS: tuple[Pair, ...] = (
 METRIC_NAMES = tuple(METRICS)
 ID_COLUMNS = ("dataset", "index", "id", "labels", "model", "method", "prediction", "seconds")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-CHUNKS = "chunks"
-MANIFEST = "run.json"
+NOT_SETTINGS = frozenset(
+    {"dataset", "pairs", "results_dir", "metrics", "device", "models", "explainers", "explainer_kwargs", "csv", "progress"}
+)
+"""``evaluate``'s arguments that enter the identity in their own form (or not at all: where results
+go, the device, progress output); every other argument, present or future, enters it as given."""
+WAIT_SECONDS = 0.2
 
 
 @dataclass
@@ -64,8 +72,9 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _load_item(dataset: Any, index: int) -> _Item:
-    """``dataset[index]`` checked for the expected keys; a failure is kept as the item's error."""
+def _load_item(dataset: Any, index: int, known_id: str = "") -> _Item:
+    """``dataset[index]`` checked for the expected keys; a failure is kept as the item's error
+    (with ``known_id``, the id the dataset lists for it)."""
     try:
         item = dataset[index]
         image, mask = item["image"], item["mask"]
@@ -79,7 +88,7 @@ def _load_item(dataset: Any, index: int) -> _Item:
         labels = labels if isinstance(labels, str) else "|".join(map(str, labels))
         return _Item(index, image, mask.bool(), labels, str(item["id"]))
     except Exception as error:  # noqa: BLE001 - any failure of one item is recorded, not raised
-        return _Item(index, error=_describe(error))
+        return _Item(index, id=known_id, error=_describe(error))
 
 
 def _dist_info(device: torch.device) -> tuple[int, int, bool]:
@@ -105,46 +114,24 @@ def _barrier(world: int) -> None:
             dist.barrier()
 
 
-def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` (Parquet or CSV by suffix) so that readers see all of it or nothing."""
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".csv":
-        frame.to_csv(tmp, index=False)
-    else:
-        frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _check_manifest(results_dir: Path, manifest: dict[str, Any]) -> None:
-    """Record the run's settings, or refuse to resume a directory made with different ones."""
-    path = results_dir / MANIFEST
-    if path.exists():
-        stored = json.loads(path.read_text())
-        changed = {k: (stored.get(k), v) for k, v in manifest.items() if stored.get(k) != v}
-        if changed:
-            detail = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in changed.items())
-            raise ValueError(f"{results_dir} holds results of a different run ({detail}); use another results_dir")
-        return
-    tmp = path.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
-
-
-def chunk_path(results_dir: str | Path, pair: Pair, batch: int) -> Path:
-    """The file holding the rows of one (model, method) pair for one batch."""
-    model, method = pair
-    return Path(results_dir) / CHUNKS / f"{model}__{method}__{batch:06d}.parquet"
-
-
 def load_results(results_dir: str | Path) -> pd.DataFrame:
-    """Merge the committed chunks of ``results_dir`` into one table, in pair order then dataset order."""
-    results_dir = Path(results_dir)
-    files = sorted((results_dir / CHUNKS).glob("*.parquet"))
+    """Merge the committed chunks of one run into one table, in pair order then dataset order.
+
+    ``results_dir`` is a run's folder (holding ``run.json``), or the folder given to ``evaluate``
+    if it holds exactly one run. Use it to look at a partial run; ``evaluate`` verifies each chunk.
+    """
+    run_dir = Path(results_dir)
+    if not (run_dir / MANIFEST).exists():
+        runs = run_store.run_folders(run_dir)
+        if len(runs) != 1:
+            found = ", ".join(p.name for p in runs) or "none"
+            raise FileNotFoundError(f"{run_dir} is not a run folder (no {MANIFEST}); expected one run below it, found: {found}")
+        run_dir = runs[0]
+    files = sorted((run_dir / CHUNKS).glob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no result chunks under {results_dir / CHUNKS}")
+        raise FileNotFoundError(f"no result chunks under {run_dir / CHUNKS}")
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    manifest = results_dir / MANIFEST
-    pairs = [tuple(p) for p in json.loads(manifest.read_text())["pairs"]] if manifest.exists() else []
+    pairs = [tuple(p) for p in json.loads((run_dir / MANIFEST).read_text())["identity"]["pairs"]]
     order = {pair: i for i, pair in enumerate(pairs)}
     rank = [order.get(pair, len(order)) for pair in zip(frame["model"], frame["method"])]
     frame = frame.assign(_pair=rank).sort_values(["_pair", "model", "method", "index"], kind="stable")
@@ -310,9 +297,12 @@ def evaluate(
     One row per (image, model, method): ``dataset``, ``index``, ``id``, ``labels`` (joined by
     ``"|"``), ``model``, ``method``, ``prediction`` (the classifier's class name; empty for models
     without ``class_names``), ``seconds`` (explainer time per image, CUDA synchronised), one column
-    per metric and ``error`` (empty when the row is fine). Rows are committed per batch under
-    ``results_dir``; calling again with the same arguments resumes where a previous run stopped.
-    The merged table is written to ``results_dir/results.parquet`` (and ``results.csv`` with ``csv``).
+    per metric and ``error`` (empty when the row is fine). Rows are committed per batch in the
+    run's folder ``results_dir/<identity hash[:12]>/`` (with ``run.json``; ``table.attrs["run_dir"]``
+    names it); calling again with the same identity resumes where a previous run stopped, another
+    identity gets its own folder. Models, explainers and metrics are all built (and so checked)
+    before anything is written. The merged table is written to ``results.parquet`` in the run's
+    folder (and ``results.csv`` with ``csv``).
 
     ``models`` maps model names to modules (else ``lu.load_model(name)``); ``explainers`` maps
     method names to factories ``f(model, **kwargs) -> callable`` (else ``lu.explainer``), with
@@ -320,6 +310,8 @@ def evaluate(
     ``lu.metrics.compute`` and receives ``k``, ``backend`` and ``metrics``. Under ``torchrun`` each
     rank computes its share of the batches and every rank returns the merged table.
     """
+    arguments = dict(locals())
+    settings = {name: run_store.plain(value) for name, value in arguments.items() if name not in NOT_SETTINGS}
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     pairs = [tuple(pair) for pair in pairs]
@@ -335,53 +327,31 @@ def evaluate(
     n_items = len(dataset)
     if n_items == 0:
         raise ValueError("expected a dataset with at least one item, got an empty one")
-    dataset_name = dataset_name or getattr(dataset, "name", type(dataset).__name__)
-    results_dir = Path(results_dir)
-    (results_dir / CHUNKS).mkdir(parents=True, exist_ok=True)
+    dataset_name = settings["dataset_name"] = dataset_name or getattr(dataset, "name", type(dataset).__name__)
 
     rank, world, started_group = _dist_info(device)
     try:
         if world > 1 and device.type == "cuda" and device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
             torch.cuda.set_device(device)
-        manifest = {
-            "dataset": dataset_name,
-            "length": n_items,
-            "batch_size": batch_size,
-            "pairs": [list(pair) for pair in pairs],
-            "metrics": list(metric_names),
-            "k": k,
-            "backend": backend,
-        }
-        _check_manifest(results_dir, manifest)
+        metric_kwargs = {"k": k, "backend": backend, "metrics": list(metric_names)}
+        runner = _Runner(pairs, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs)
+        ids = run_store.dataset_ids(dataset)
+        if ids is not None and len(ids) != n_items:
+            raise ValueError(f"the dataset lists {len(ids)} ids for {n_items} items")
+        identity = _identity(dataset, ids, pairs, runner, explainers, explainer_kwargs, metric_names, settings)
+        store = RunStore(results_dir, identity)
+        store.open()
         n_batches = -(-n_items // batch_size)
-        my_batches = range(rank, n_batches, world)
-        todo = {b: [p for p in pairs if not chunk_path(results_dir, p, b).exists()] for b in my_batches}
-        todo = {b: ps for b, ps in todo.items() if ps}
-        if todo:
-            from tqdm.auto import tqdm
-
-            needed = [p for p in pairs if any(p in ps for ps in todo.values())]
-            metric_kwargs = {"k": k, "backend": backend, "metrics": list(metric_names)}
-            runner = _Runner(needed, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs)
-            total = sum(min(batch_size, n_items - b * batch_size) * len(ps) for b, ps in todo.items())
-            with tqdm(total=total, unit="img", desc=f"rank {rank}", position=rank, disable=not progress) as bar:
-                for batch, batch_pairs in todo.items():
-                    indices = range(batch * batch_size, min((batch + 1) * batch_size, n_items))
-                    loaded = runner.stack([_load_item(dataset, i) for i in indices])
-                    for pair in batch_pairs:
-                        _write_atomic(runner.rows(pair, loaded, dataset_name), chunk_path(results_dir, pair, batch))
-                        bar.update(len(indices))
-        _barrier(world)
-        table = load_results(results_dir)
-        expected = n_items * len(pairs)
-        if len(table) != expected:
-            raise RuntimeError(f"{results_dir} holds {len(table)} rows, expected {expected}; run evaluate again to finish")
+        order = [*range(rank, n_batches, world), *(b for b in range(n_batches) if b % world != rank)]
+        frames = _run_batches(store, runner, dataset, dataset_name, ids, pairs, order, batch_size, rank, progress)
+        table = pd.concat([frames[(pair, b)] for pair in pairs for b in range(n_batches)], ignore_index=True)
         if rank == 0:
-            _write_atomic(table, results_dir / "results.parquet")
+            write_table_atomic(table, store.folder / "results.parquet")
             if csv:
-                _write_atomic(table, results_dir / "results.csv")
+                write_table_atomic(table, store.folder / "results.csv")
         _barrier(world)
+        table.attrs["run_dir"] = str(store.folder)
         return table
     finally:
         if started_group:
@@ -389,3 +359,107 @@ def evaluate(
 
             dist.destroy_process_group()
 
+
+def _identity(
+    dataset: Any,
+    ids: list[str] | None,
+    pairs: Sequence[Pair],
+    runner: _Runner,
+    explainers: Mapping[str, Callable[..., MapFn]] | None,
+    explainer_kwargs: Mapping[str, Mapping[str, Any]] | None,
+    metric_names: Sequence[str],
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Everything that changes a run's numbers (``lafam_utils.run_store`` describes each part)."""
+    methods = {}
+    for model, method in pairs:
+        built = runner.explainers[(model, method)]
+        factory = (explainers or {}).get(method) or type(built)
+        methods[method] = run_store.factory_settings(factory, (explainer_kwargs or {}).get(method, {}), built)
+    return {
+        "metrics_version": run_store.METRICS_VERSION,
+        "dataset": {
+            "length": len(dataset),
+            "ids_sha256": None if ids is None else run_store.identity_hash({"ids": ids}),
+            "content": run_store.dataset_fingerprint(dataset),
+        },
+        "pairs": [list(pair) for pair in pairs],
+        "models": {
+            name: {"class": run_store.plain(type(model)), "weights_sha256": run_store.weights_fingerprint(model)}
+            for name, model in runner.models.items()
+        },
+        "explainers": methods,
+        "metrics": list(metric_names),
+        "settings": dict(settings),
+    }
+
+
+def _run_batches(
+    store: RunStore,
+    runner: _Runner,
+    dataset: Any,
+    dataset_name: str,
+    ids: list[str] | None,
+    pairs: Sequence[Pair],
+    order: Sequence[int],
+    batch_size: int,
+    rank: int,
+    progress: bool,
+) -> dict[tuple[Pair, int], pd.DataFrame]:
+    """Every chunk of the run, read where a valid one exists, else computed under a claim by this
+    process or waited for while another live process holds its claim."""
+    from tqdm.auto import tqdm
+
+    n_items = len(dataset)
+
+    def indices(batch: int) -> range:
+        return range(batch * batch_size, min((batch + 1) * batch_size, n_items))
+
+    def read(pair: Pair, batch: int) -> pd.DataFrame | None:
+        batch_ids = None if ids is None else ids[batch * batch_size : (batch + 1) * batch_size]
+        return store.read_chunk(pair, batch, indices(batch), batch_ids)
+
+    frames: dict[tuple[Pair, int], pd.DataFrame] = {}
+    bar = None
+    while True:
+        missing: dict[int, list[Pair]] = {}
+        for batch in order:
+            for pair in pairs:
+                if (pair, batch) not in frames:
+                    frame = read(pair, batch)
+                    if frame is None:
+                        missing.setdefault(batch, []).append(pair)
+                    else:
+                        frames[(pair, batch)] = frame
+        if not missing:
+            break
+        if bar is None:
+            total = sum(len(indices(b)) * len(ps) for b, ps in missing.items())
+            bar = tqdm(total=total, unit="img", desc=f"rank {rank}", position=rank, disable=not progress)
+        worked = False
+        for batch, batch_pairs in missing.items():
+            claimed = [pair for pair in batch_pairs if store.claim(pair, batch)]
+            try:
+                todo = []
+                for pair in claimed:  # another process may have finished it since the read above
+                    frame = read(pair, batch)
+                    if frame is None:
+                        todo.append(pair)
+                    else:
+                        frames[(pair, batch)] = frame
+                if todo:
+                    known = ids or [""] * n_items
+                    loaded = runner.stack([_load_item(dataset, i, known[i]) for i in indices(batch)])
+                    for pair in todo:
+                        frames[(pair, batch)] = rows = runner.rows(pair, loaded, dataset_name)
+                        store.write_chunk(rows, pair, batch)
+                        bar.update(len(rows))
+                    worked = True
+            finally:
+                for pair in claimed:
+                    store.release(pair, batch)
+        if not worked:
+            time.sleep(WAIT_SECONDS)
+    if bar is not None:
+        bar.close()
+    return frames

@@ -9,9 +9,12 @@ preprocessed with ``lafam_utils.transforms.preprocess_image`` (ImageNet normalis
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import hashlib
 import http.client
 import pickle
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,21 @@ class CheckpointError(RuntimeError):
     """A weights file cannot be read, needs trust to unpickle, or does not fit the model."""
 
 
+TRAINING_RECORD_MODULES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "lightning_lite.", "pl_bolts.", "torchmetrics.")
+"""Modules whose objects a Lightning/Bolts checkpoint holds beside the weights (hyper-parameters as
+``AttributeDict``, callback states keyed by the callback class, trainer enums); they are read as
+inert ``TrainingRecord`` stand-ins, so no code of these packages (installed or not) runs."""
+HARMLESS_GLOBALS = {
+    "argparse.Namespace": argparse.Namespace,
+    "numpy.dtype": "numpy:dtype",
+    "numpy.core.multiarray.scalar": "numpy.core.multiarray:scalar",
+    "numpy._core.multiarray.scalar": "numpy._core.multiarray:scalar",
+}
+"""Globals of training records that only hold data: read as themselves."""
+DANGEROUS_MODULES = ("os", "posix", "nt", "subprocess", "builtins", "sys", "shutil", "socket", "importlib",
+                     "runpy", "pty", "code", "webbrowser", "ctypes", "multiprocessing", "pickle", "marshal", "types")
+
+
 class NormalizedProjection(nn.Sequential):
     """SimCLR's and SwAV's projection head, 2048 -> 2048 -> 128, with an L2-normalised output."""
 
@@ -73,6 +91,7 @@ def load_model(
     device: torch.device | str | None = None,
     embedding: str | None = None,
     trust_checkpoint: bool = False,
+    weights_dir: str | Path | None = None,
 ) -> nn.Module:
     """A model by name, in eval mode, on ``device``.
 
@@ -92,8 +111,11 @@ def load_model(
     ``weights=None``: random init, no download. Downloads are cached (see ``fetch``); torchvision's
     are hash-checked and loaded by torchvision. ``checkpoint``: a local file instead of the
     download (a Bolts/Lightning ``.ckpt``, a plain state dict or a torchvision ``.pth``), read with
-    ``torch.load(weights_only=True)``, as are the Bolts downloads; a file that needs full
-    unpickling is read only with ``trust_checkpoint=True``.
+    ``read_checkpoint`` (no code from the file runs; ``trust_checkpoint=True`` unpickles fully).
+    ``weights_dir``: a folder holding the published files under their download names (e.g.
+    ``resnet50-0676ba61.pth``, ``simclr_imagenet.ckpt``), used instead of the torch hub cache
+    (hash-checked where the name has a hash; a missing file is downloaded there). The shapes
+    models keep their own cache and ignore it.
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
@@ -106,11 +128,11 @@ def load_model(
 
         return load_shapes_model(name, weights=weights, checkpoint=checkpoint, device=device)
     if name in BOLTS_URLS:
-        model = _bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint)
+        model = _bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)
     elif name in RELEASES:
-        model = load_release(name, weights, checkpoint, embedding, trust_checkpoint)
+        model = load_release(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)
     elif name in TORCHVISION_MODELS:
-        model = _torchvision_classifier(name, weights, checkpoint, trust_checkpoint)
+        model = _torchvision_classifier(name, weights, checkpoint, trust_checkpoint, weights_dir)
     else:
         close = difflib.get_close_matches(name, (*BOLTS_URLS, *RELEASES, *SHAPES_MODELS, *TORCHVISION_MODELS), n=5)
         hint = f" Close matches: {', '.join(close)}." if close else ""
@@ -123,7 +145,7 @@ def load_model(
 
 
 def _torchvision_classifier(
-    name: str, weights: str | None, checkpoint: str | Path | None, trust: bool
+    name: str, weights: str | None, checkpoint: str | Path | None, trust: bool, weights_dir: str | Path | None
 ) -> nn.Module:
     """A torchvision classifier with its named weights, random init, or a local state dict."""
     available = torchvision.models.get_model_weights(name)
@@ -135,6 +157,8 @@ def _torchvision_classifier(
     if weights == "default":
         weights = PAPER_WEIGHTS.get(name, "DEFAULT")
     chosen = available[weights] if weights is not None else available.DEFAULT
+    if checkpoint is None and weights is not None and weights_dir is not None:
+        checkpoint = fetch(chosen.url, weights_dir)
     if checkpoint is None and weights is not None:
         path = fetch(chosen.url)
         try:
@@ -154,7 +178,12 @@ def _torchvision_classifier(
 
 
 def _bolts_encoder(
-    name: str, weights: str | None, checkpoint: str | Path | None, embedding: str | None, trust: bool
+    name: str,
+    weights: str | None,
+    checkpoint: str | Path | None,
+    embedding: str | None,
+    trust: bool,
+    weights_dir: str | Path | None,
 ) -> nn.Module:
     """A torchvision ResNet50 whose ``fc`` gives the chosen SimCLR or SwAV embedding."""
     if weights not in ("default", None):
@@ -166,7 +195,7 @@ def _bolts_encoder(
     model.fc = nn.Identity() if embedding == "backbone" else NormalizedProjection(out_bias=name == "swav")
     if checkpoint is None and weights is None:
         return model
-    source = checkpoint if checkpoint is not None else fetch(BOLTS_URLS[name])
+    source = checkpoint if checkpoint is not None else fetch(BOLTS_URLS[name], weights_dir)
     state = torchvision_state_dict(name, read_checkpoint(source, trust), source)
     if embedding == "backbone":
         state = {key: value for key, value in state.items() if not key.startswith("fc.")}
@@ -181,6 +210,7 @@ def torchvision_state_dict(name: str, checkpoint: dict[str, Any], source: str | 
     weights carry over unchanged. A state dict already in torchvision's names passes through.
     """
     config = checkpoint.get("hyper_parameters")
+    config = vars(config) if isinstance(config, argparse.Namespace) else config
     if isinstance(config, Mapping):
         wrong = {k: config[k] for k, v in BOLTS_IMAGENET_CONFIG.items() if k in config and config[k] != v}
         if wrong:
@@ -226,11 +256,15 @@ def _load_weights(model: nn.Module, state: Any, source: str | Path, what: str) -
 
 
 def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
-    """``torch.load`` a weights file on the CPU, safely unless ``trust`` allows full unpickling.
+    """Read a weights file on the CPU without running code from it (unless ``trust``).
 
-    The file is read with ``weights_only=True``; one that holds other Python objects is unpickled
-    only with ``trust=True`` (unpickling can run arbitrary code). Unreadable files raise a
-    ``CheckpointError`` naming the file.
+    Plain files are read with ``torch.load(weights_only=True)``. Lightning/Bolts checkpoints of
+    any Lightning version also hold training records (``AttributeDict`` hyper-parameters, callback
+    states keyed by the callback class, ``argparse.Namespace``); those are read by a restricted
+    unpickler that allows torch's weights-only globals, maps the records to inert stand-ins
+    (``TrainingRecord``) and refuses every other global with a ``CheckpointError`` naming it.
+    ``trust=True`` unpickles such a file fully (it can run arbitrary code: only for files you made).
+    Unreadable files raise a ``CheckpointError`` naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -238,16 +272,9 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if trust:
-            loaded = _load_trusted(path)
-        elif "Unsupported global" in str(err):
-            unsafe = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-            raise CheckpointError(
-                f"{path} holds pickled Python objects ({unsafe}) that torch.load(weights_only=True) refuses. "
-                "If you trust the file's source, pass trust_checkpoint=True to unpickle it fully."
-            ) from None
-        else:
+        if "WeightsUnpickler" not in str(err):
             raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({_reason(err)})") from None
+        loaded = _load_trusted(path) if trust else _load_restricted(path)
     except Exception as err:
         raise CheckpointError(
             f"{path} is corrupt, truncated or not a PyTorch checkpoint ({_reason(err)})"
@@ -259,6 +286,87 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
     return loaded
 
 
+class TrainingRecord(dict):
+    """Inert stand-in for an object of a training package found in a checkpoint: it keeps what the
+    file stored (items, constructor ``args``, ``state``) and runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.args, self.kwargs, self.state = args, kwargs, None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __reduce__(self) -> tuple:
+        return (dict, (dict(self),))
+
+
+class BlockedGlobal(pickle.UnpicklingError):
+    """A checkpoint refers to a global that reading weights never needs."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+_STAND_INS: dict[str, type] = {}
+
+
+def _stand_in(full_name: str) -> type:
+    """One ``TrainingRecord`` subclass per global name, so that e.g. two callback classes stay two keys."""
+    if full_name not in _STAND_INS:
+        module, _, name = full_name.rpartition(".")
+        _STAND_INS[full_name] = type(name, (TrainingRecord,), {"__module__": f"{__name__}.stand_in.{module}"})
+    return _STAND_INS[full_name]
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only torch's weights-only globals, harmless data types and training-record stand-ins."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        from torch._weights_only_unpickler import _get_allowed_globals  # torch's own weights-only allow-list
+
+        full_name = f"{module}.{name}"
+        allowed = _get_allowed_globals()
+        if full_name in allowed:
+            return allowed[full_name]
+        if full_name in HARMLESS_GLOBALS:
+            found = HARMLESS_GLOBALS[full_name]
+            if isinstance(found, str):
+                import importlib
+
+                owner, _, attribute = found.partition(":")
+                return getattr(importlib.import_module(owner), attribute)
+            return found
+        if full_name.startswith(TRAINING_RECORD_MODULES):
+            return _stand_in(full_name)
+        raise BlockedGlobal(full_name)
+
+
+_RESTRICTED_PICKLE = types.ModuleType("lafam_restricted_pickle")
+_RESTRICTED_PICKLE.Unpickler = _RestrictedUnpickler
+_RESTRICTED_PICKLE.load = lambda file, **kwargs: _RestrictedUnpickler(file, **kwargs).load()
+_RESTRICTED_PICKLE.__name__ = "lafam_restricted_pickle"
+
+
+def _load_restricted(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RESTRICTED_PICKLE)
+    except BlockedGlobal as blocked:
+        if blocked.name.split(".")[0] in DANGEROUS_MODULES:
+            raise CheckpointError(
+                f"{path} was not loaded: blocked global {blocked.name}, which unpickling it would call. A weights "
+                "file never needs it; this file looks malicious or damaged. Do not load it."
+            ) from None
+        raise CheckpointError(
+            f"{path} was not loaded: blocked global {blocked.name}, a Python object beside the weights that "
+            "is neither a tensor, a container nor a Lightning/Bolts training record. If you made this file "
+            "yourself, pass trust_checkpoint=True to unpickle it fully (that runs its code)."
+        ) from None
+    except Exception as err:
+        raise CheckpointError(f"{path} is corrupt or cannot be unpickled ({_reason(err)})") from None
+
+
 def _load_trusted(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -266,17 +374,45 @@ def _load_trusted(path: Path) -> Any:
         raise CheckpointError(f"{path} is corrupt or cannot be unpickled ({_reason(err)})") from None
 
 
-def fetch(url: str, file_name: str | None = None) -> Path:
-    """The cached copy of ``url`` in ``torch.hub.get_dir()/checkpoints``, downloaded on first use.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def check_hash(path: Path, url: str) -> None:
+    """Raise unless the SHA-256 of a cached file starts with the hash prefix in its name (torchvision's
+    ``<name>-<prefix>.pth`` convention); a file without a prefix is not checked. Remembered per
+    (path, size, mtime), so each file is hashed once per process."""
+    prefix = torch.hub.HASH_REGEX.search(path.name)
+    status = path.stat()
+    key = (str(path), status.st_size, status.st_mtime_ns)
+    if prefix is None or key in _VERIFIED:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(prefix.group(1)):
+        raise CheckpointError(
+            f"{path}, the cached download of {url}, is damaged or not the published file: its SHA-256 starts "
+            f"with {digest.hexdigest()[:len(prefix.group(1))]}, its name promises {prefix.group(1)}; "
+            "delete it to download it again"
+        )
+    _VERIFIED.add(key)
+
+
+def fetch(url: str, directory: str | Path | None = None, file_name: str | None = None) -> Path:
+    """The cached copy of ``url`` in ``directory`` (default ``torch.hub.get_dir()/checkpoints``),
+    downloaded on first use; a cached file whose name carries a hash prefix is checked against it
+    (``check_hash``).
 
     It is cached under the URL's file name, or ``file_name`` where releases share one (``resnet50.pth``).
 
     A failed download raises ``DownloadError`` naming the URL, the file it is expected as, and the
     two ways around it: place the file there, or pass ``checkpoint=`` to ``load_model``.
     """
-    directory = Path(torch.hub.get_dir()) / "checkpoints"
+    directory = Path(directory) if directory is not None else Path(torch.hub.get_dir()) / "checkpoints"
     path = directory / (file_name or Path(urlparse(url).path).name)
     if path.is_file():
+        check_hash(path, url)
         return path
     hash_prefix = torch.hub.HASH_REGEX.search(path.name)
     try:
@@ -285,8 +421,8 @@ def fetch(url: str, file_name: str | None = None) -> Path:
     except (OSError, RuntimeError, http.client.HTTPException) as err:
         raise DownloadError(
             f"could not download {url} ({type(err).__name__}: {_reason(err)}). Weights are expected at "
-            f"{path} (file {path.name!r} in the cache directory {directory}, which $TORCH_HOME moves). Download it "
-            "there by hand, or pass checkpoint='/path/to/" + path.name + "' to load_model."
+            f"{path} (file {path.name!r} in the folder {directory}; weights_dir= or $TORCH_HOME choose it). Download "
+            "it there by hand, or pass checkpoint='/path/to/" + path.name + "' to load_model."
         ) from None
     return path
 
@@ -302,6 +438,8 @@ __all__ = [
     "CheckpointError",
     "DownloadError",
     "NormalizedProjection",
+    "TrainingRecord",
+    "check_hash",
     "fetch",
     "load_model",
     "read_checkpoint",

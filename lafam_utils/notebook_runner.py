@@ -8,6 +8,9 @@ its ``parameters`` cell; the executed copies (with outputs) go to ``runs/<parame
 A failing notebook stops the series with its name and the failing cell's error; the notebooks
 already executed keep their outputs. Relative paths in a parameter set (data roots, output
 folders) are taken from the repository root (``repo_path``), whatever the working directory.
+
+A parameter that no notebook's ``parameters`` cell declares stops the series before any notebook
+starts, with the list of valid names.
 """
 
 from __future__ import annotations
@@ -66,6 +69,33 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return params
 
 
+def notebook_parameters(notebooks: list[Path]) -> set[str]:
+    """The names assigned in the ``parameters`` cells of ``notebooks`` (their union)."""
+    import ast
+
+    import nbformat
+
+    names: set[str] = set()
+    for path in notebooks:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if "parameters" in cell.metadata.get("tags", []):
+                for node in ast.parse(cell.source).body:
+                    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                    names.update(target.id for target in targets if isinstance(target, ast.Name))
+    return names
+
+
+def check_params(params: dict[str, Any], notebooks: list[Path], source: str | Path) -> None:
+    """Raise ``ValueError`` naming any parameter that no notebook of the series declares."""
+    valid = notebook_parameters(notebooks)
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ValueError(
+            f"parameter set {source} names unknown parameter(s) {', '.join(unknown)}; "
+            f"the notebooks take: {', '.join(sorted(valid))}"
+        )
+
+
 def numbered_notebooks(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = None) -> list[Path]:
     """The series ``NN_*.ipynb`` in order; ``only`` keeps those whose name starts with one of its items."""
     notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
@@ -86,6 +116,7 @@ def run_series(
     from papermill.exceptions import PapermillExecutionError
 
     params = load_params(params_file)
+    check_params(params, numbered_notebooks(notebooks_dir), params_file)
     out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / Path(params_file).stem
     out.mkdir(parents=True, exist_ok=True)
     executed = []
@@ -127,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         run_series(args.params, args.output, args.only, log_output=args.log_output)
-    except NotebookFailed as err:
+    except (NotebookFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -320,12 +320,14 @@ def load_release(
     checkpoint: str | Path | None = None,
     embedding: str | None = None,
     trust: bool = False,
+    weights_dir: str | Path | None = None,
 ) -> nn.Module:
     """A torchvision ResNet50 with release ``name``'s weights; ``fc`` gives the chosen embedding.
 
     ``weights=None``: random init, nothing read. Otherwise the weights come from ``checkpoint`` (a
     local file in one of the release's layouts or in torchvision's names) or from the official URL,
-    cached by ``models.fetch`` and checked against the published hash where there is one.
+    cached by ``models.fetch`` (in ``weights_dir`` if given) and checked against the published hash
+    where there is one.
     """
     release = RELEASES[name]
     if weights not in ("default", None):
@@ -350,7 +352,7 @@ def load_release(
     if random_init:
         return model
     model = model.to_empty(device="cpu")
-    source = Path(checkpoint) if checkpoint is not None else download(release)
+    source = Path(checkpoint) if checkpoint is not None else download(release, weights_dir)
     state = torchvision_state_dict(release, read_checkpoint(source, trust), source, embedding)
     _load_weights(model, state, source, f"{name} ({embedding} embedding)")
     return model
@@ -386,9 +388,9 @@ def torchvision_state_dict(
     return renamed
 
 
-def download(release: Release) -> Path:
+def download(release: Release, weights_dir: str | Path | None = None) -> Path:
     """The release's file from its official URL, cached under ``release.file_name``, hash-checked."""
-    path = fetch(release.url, file_name=release.file_name)
+    path = fetch(release.url, weights_dir, file_name=release.file_name)
     if release.md5_prefix:
         digest = hashlib.md5(usedforsecurity=False)
         with open(path, "rb") as file:

@@ -161,7 +161,7 @@ class SyntheticShapes(Dataset):
         return self.n
 
     def __repr__(self) -> str:
-        return f"SyntheticShapes(n={self.n}, split={self.split!r}, seed={self.seed}, size={self.size})"
+        return f"SyntheticShapes(n={self.n}, split={self.split!r}, seed={self.seed}, size={self.size}, noise={self.noise})"
 
     def _rng(self, index: int) -> np.random.Generator:
         if not 0 <= index < self.n:

@@ -1,11 +1,16 @@
 """A tiny dataset, models and metric function for the evaluation tests; also a script for subprocess runs.
 
-``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS]`` evaluates the toy dataset (also
-under ``torchrun``); ``--delay`` slows every item down so a test can kill the run half-way.
+``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS] [--log FILE] [--go FILE]`` evaluates the toy
+dataset (also under ``torchrun``); ``--delay`` slows every item down so a test can kill the run
+half-way; ``--log`` appends one line per explainer call (pid, explainer, model, hash of the images) so a
+test can tell whether two processes did the same work; ``--go`` creates ``FILE.<pid>.ready`` once
+imported and waits for ``FILE`` to exist, so that several processes start evaluating together.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +34,9 @@ class ToyDataset:
     def __len__(self) -> int:
         return self.n
 
+    def item_id(self, index: int) -> str:
+        return f"img{index:03d}"
+
     def __getitem__(self, index: int) -> dict:
         time.sleep(self.delay)
         if index in self.broken:
@@ -39,7 +47,7 @@ class ToyDataset:
         mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)
         mask[top : top + SIZE // 3, left : left + SIZE // 3] = True
         image[:, mask] += 2.0
-        return {"image": image, "mask": mask, "labels": (CLASS_NAMES[index % 3],), "id": f"img{index:03d}"}
+        return {"image": image, "mask": mask, "labels": (CLASS_NAMES[index % 3],), "id": self.item_id(index)}
 
 
 class ToyNet(nn.Module):
@@ -107,6 +115,32 @@ def run(results_dir: str | Path, dataset: ToyDataset, **kwargs):
     return lu.evaluate(dataset, PAIRS, results_dir=results_dir, **{**options, **kwargs})
 
 
+def logged(factories: dict, log: str) -> dict:
+    """``factories`` whose explainers append ``pid name model sha256(x)`` to ``log`` on every call
+    (the model as the sum of its first weight tensor)."""
+
+    def wrap(name, factory):
+        def build(model, **kwargs):
+            explain = factory(model, **kwargs)
+            model_key = f"{float(next(model.parameters()).detach().sum()):.6f}"
+
+            def call(x):
+                with open(log, "a") as file:
+                    file.write(f"{os.getpid()} {name} {model_key} {hashlib.sha256(x.numpy().tobytes()).hexdigest()}\n")
+                return explain(x)
+
+            return call
+
+        return build
+
+    return {name: wrap(name, factory) for name, factory in factories.items()}
+
+
 if __name__ == "__main__":
-    delay = float(sys.argv[sys.argv.index("--delay") + 1]) if "--delay" in sys.argv else 0.0
-    run(sys.argv[1], ToyDataset(n=10, broken=(4,), delay=delay))
+    options = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+    extra = {"explainers": logged(toy_explainers(), options["--log"])} if "--log" in options else {}
+    if "--go" in options:
+        Path(f"{options['--go']}.{os.getpid()}.ready").touch()
+        while not Path(options["--go"]).exists():
+            time.sleep(0.01)
+    run(sys.argv[1], ToyDataset(n=10, broken=(4,), delay=float(options.get("--delay", 0.0))), **extra)

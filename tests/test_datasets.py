@@ -185,13 +185,27 @@ def test_a_downscaled_mask_with_the_image_aspect_ratio_stays_aligned(tmp_path):
     assert item["labels"] == ("bird",) and (bright == item["mask"]).float().mean() > 0.98
 
 
-def test_truncated_image_fails_when_loaded_with_its_name(voc_root):
+@pytest.mark.parametrize("kept", [0.5, 0.9, 0.99])
+def test_truncated_image_is_skipped_when_the_index_is_built(voc_root, kept):
+    """Problem 5: a JPEG cut short past its header used to pass the index and crash a notebook."""
     path = voc_root / "VOCdevkit/VOC2012/JPEGImages/2007_000001.jpg"
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) * 3 // 4])
-    ds = VOC2012(voc_root)  # the header is intact: indexing cannot tell
-    with pytest.raises(DataFileError, match=r"2007_000001\.jpg: expected an image file"):
-        ds[0]
+    path.write_bytes(data[: int(len(data) * kept)])
+    with pytest.warns(UserWarning, match=r"skipped 1 of 7 images"):
+        ds = VOC2012(voc_root)
+    assert ds.table["id"].tolist() == ["2007_000007"]
+    reason = dict(zip(ds.skipped["id"], ds.skipped["reason"]))["2007_000001"]
+    assert "2007_000001.jpg: expected an image file that decodes" in reason and "truncated" in reason
+    with pytest.warns(UserWarning, match=r"skipped 1 of 7 images"):  # the verdict is cached with the index
+        assert VOC2012(voc_root).table["id"].tolist() == ["2007_000007"]
+
+
+def test_duplicate_ids_in_the_split_file_are_included_once(voc_root):
+    split = voc_root / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"
+    split.write_text(split.read_text() + "2007_000001\n2007_000007\n2007_000001\n")
+    with pytest.warns(UserWarning, match=r"lists 3 id\(s\) more than once \(2007_000001, 2007_000007\)"):
+        ds = VOC2012(voc_root, subset=None)
+    assert ds.table["id"].tolist() == list(VOC_OBJECTS)
 
 
 def test_layout_errors_name_the_path_and_the_layout(tmp_path, voc_root):
@@ -244,7 +258,7 @@ def test_index_is_cached_and_refreshed_per_changed_file(voc_root, monkeypatch):
 def test_cache_falls_back_to_the_user_cache_dir(voc_root, tmp_path, monkeypatch):
     """A place next to the data that cannot take the file (here: a folder of that name) is skipped."""
     voc = voc_root / "VOCdevkit/VOC2012"
-    (voc / ".lafam_index_v1_voc_val.parquet").mkdir()
+    (voc / f".lafam_index_v{datasets.CACHE_VERSION}_voc_val.parquet").mkdir()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     reads = count_mask_reads(monkeypatch, "read_voc_labels")
     VOC2012(voc_root)
@@ -436,3 +450,26 @@ def test_imagenet_s_index_cache(imagenet_s, monkeypatch):
     removed = masks_root / "validation-segmentation" / GOLDFISH / "ILSVRC2012_val_00000002.png"
     removed.unlink()
     assert len(ImageNetS(masks_root, images_root, subset=None)) == 2 and reads == []
+
+
+def test_notebooks_skip_a_broken_image_with_a_one_line_note(voc_root, capsys):
+    path = voc_root / "VOCdevkit/VOC2012/JPEGImages/2007_000001.jpg"
+    path.write_bytes(path.read_bytes()[:-200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = lu.analysis.open_dataset("voc", "paper", voc_root)
+    note = capsys.readouterr().out
+    assert note.count("\n") == 1 and note.startswith("note: 1 file(s) skipped") and "2007_000001.jpg" in note
+    assert [data[i]["id"] for i in range(len(data))] == ["2007_000007"]
+
+
+def test_an_image_broken_after_indexing_keeps_its_id_in_the_error_row(voc_root, tmp_path):
+    from evaluation_toy import toy_models
+
+    data = VOC2012(voc_root, size=32)
+    path = voc_root / "VOCdevkit/VOC2012/JPEGImages/2007_000001.jpg"
+    path.write_bytes(path.read_bytes()[:-200])
+    table = lu.evaluate(data, [("toynet", "lafam")], results_dir=tmp_path, models=toy_models(), progress=False)
+    broken = table[table["error"] != ""]
+    assert broken["id"].tolist() == ["2007_000001"] and "truncated" in broken["error"].iloc[0]
+    assert table.loc[table["error"] == "", "id"].tolist() == ["2007_000007"]

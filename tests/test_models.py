@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import os
+import pickle
 import sys
 import types
 import warnings
@@ -270,12 +274,32 @@ def test_failed_download_says_what_to_do(offline, name, file_name):
     assert not offline.exists() or not any(offline.iterdir())
 
 
-def test_cached_files_load_without_network(offline, resnet50, simclr_ckpt, simclr):
-    offline.mkdir(parents=True)
-    torch.save(resnet50.state_dict(), offline / "resnet50-0676ba61.pth")
+def cached_under_its_hash(state: dict, directory: Path, stem: str) -> Path:
+    """``state`` saved as torchvision names its files, ``<stem>-<first 8 hex digits of its SHA-256>.pth``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stem}.pth"
+    torch.save(state, path)
+    return path.rename(directory / f"{stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}.pth")
+
+
+def test_cached_files_load_without_network(offline, resnet50, simclr_ckpt, simclr, monkeypatch):
+    path = cached_under_its_hash(resnet50.state_dict(), offline, "resnet50")
+    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.value
+    monkeypatch.setattr(weights, "url", f"https://download.pytorch.org/models/{path.name}")
     (offline / "simclr_imagenet.ckpt").write_bytes(simclr_ckpt.read_bytes())
     assert same_weights(lu.load_model("resnet50"), resnet50)
     assert same_weights(lu.load_model("simclr"), simclr["backbone"])
+
+
+def test_cached_torchvision_file_is_hash_checked(offline, resnet50, monkeypatch):
+    """Problem 7: a cached file that is not the published one used to load silently."""
+    path = cached_under_its_hash(resnet50.state_dict(), offline, "resnet50")
+    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.value
+    monkeypatch.setattr(weights, "url", f"https://download.pytorch.org/models/{path.name}")
+    other = torchvision.models.resnet50(weights=None).state_dict()  # another valid file under the same name
+    torch.save(other, path)
+    with pytest.raises(CheckpointError, match=rf"{path.name}, the cached download of .*its name promises .*delete it"):
+        lu.load_model("resnet50")
 
 
 def test_random_init_needs_no_network(offline):
@@ -312,3 +336,147 @@ def test_corrupt_cached_download_says_to_delete_it(offline):
     (offline / "resnet50-0676ba61.pth").write_bytes(b"<html>503 Service Unavailable</html>")
     with pytest.raises(CheckpointError, match=r"resnet50-0676ba61\.pth, the cached download of .*delete it"):
         lu.load_model("resnet50")
+
+
+CALLS: list[str] = []
+
+
+def fake_class(full_name: str, base: type = object) -> type:
+    """A class pickled under ``full_name`` that records any construction or state set while loading."""
+    module, _, name = full_name.rpartition(".")
+
+    def record(self, *args, **kwargs):
+        CALLS.append(full_name)
+
+    return type(name, (base,), {"__module__": module, "__qualname__": name, "__setstate__": record, "__init__": record}
+                if base is object else {"__module__": module, "__qualname__": name, "__setstate__": record})
+
+
+@contextmanager
+def registered(monkeypatch, *classes: type):
+    """Make ``classes`` picklable under their module names, only while saving."""
+    with monkeypatch.context() as patch:
+        for cls in classes:
+            parts = cls.__module__.split(".")
+            for module in (".".join(parts[:i]) for i in range(1, len(parts) + 1)):
+                if module not in sys.modules:
+                    patch.setitem(sys.modules, module, types.ModuleType(module))
+            patch.setattr(sys.modules[cls.__module__], cls.__name__, cls, raising=False)
+        yield
+
+
+LIGHTNING_LAYOUTS = {
+    # version: (AttributeDict's module, callbacks keyed by class (True) or by state key, legacy file format)
+    "1.0.8": ("pytorch_lightning.utilities.parsing", True, True),
+    "1.2.10": ("pytorch_lightning.utilities.parsing", True, False),
+    "1.4.9": ("pytorch_lightning.utilities.parsing", True, False),
+    "1.6.5": ("pytorch_lightning.utilities.parsing", False, False),
+    "1.8.6": ("lightning_lite.utilities.data", False, False),
+    "1.9.5": ("lightning_fabric.utilities.data", False, False),
+}
+
+
+def lightning_file(contents: dict, path: Path, version: str, monkeypatch) -> Path:
+    """``contents``' weights in a checkpoint laid out as Lightning ``version`` saved it."""
+    attribute_module, keyed_by_class, legacy = LIGHTNING_LAYOUTS[version]
+    attribute_dict = fake_class(f"{attribute_module}.AttributeDict", dict)
+    checkpoint_cb = fake_class("pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint")
+    early_stop = fake_class("pytorch_lightning.callbacks.early_stopping.EarlyStopping")
+    online = fake_class("pl_bolts.callbacks.ssl_online.SSLOnlineEvaluator")
+    callback_states = {
+        checkpoint_cb: {"monitor": "val_loss", "best_model_score": torch.tensor(0.25), "best_model_path": "/ckpt/epoch=9.ckpt"},
+        early_stop: {"wait_count": 2, "stopped_epoch": 0, "best_score": torch.tensor(0.3), "patience": 3},
+        online: {"state_dict": {"weight": torch.randn(3, 2)}},
+    }
+    if not keyed_by_class:
+        callback_states = {f"{cls.__name__}{{'monitor': 'val_loss'}}": state for cls, state in callback_states.items()}
+    hyper = attribute_dict(arch="resnet50", first_conv=True, maxpool1=True, learning_rate=1e-3,
+                           args=argparse.Namespace(gpus=8, dataset="imagenet"))
+    weight = torch.randn(4, 4, requires_grad=True)
+    checkpoint = {
+        "epoch": 9, "global_step": 5000, "pytorch-lightning_version": version,
+        "state_dict": contents["state_dict"],
+        "callbacks": callback_states,
+        "optimizer_states": [{"state": {0: {"step": torch.tensor(5000.0), "exp_avg": torch.zeros(4, 4), "exp_avg_sq": torch.zeros(4, 4)}},
+                              "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-6, "params": [0]}]}],
+        "lr_schedulers": [{"base_lrs": [1e-3], "last_epoch": 9, "_step_count": 10, "verbose": False,
+                           "_get_lr_called_within_step": False, "_last_lr": [5e-4], "lr_lambdas": [None]}],
+        "hparams_name": "kwargs",
+        "hyper_parameters": hyper,
+        "native_amp_scaling_state": {"scale": 65536.0, "_growth_tracker": 0},
+    }
+    del weight
+    with registered(monkeypatch, attribute_dict, checkpoint_cb, early_stop, online):
+        torch.save(checkpoint, path, _use_new_zipfile_serialization=not legacy)
+    CALLS.clear()
+    return path
+
+
+@pytest.mark.parametrize("version", list(LIGHTNING_LAYOUTS))
+def test_lightning_checkpoints_of_every_version_load_without_trust(simclr_contents, simclr, tmp_path, monkeypatch, version):
+    """Problem 6: checkpoints with AttributeDict and class-keyed callbacks used to need trust_checkpoint=True."""
+    path = lightning_file(simclr_contents, tmp_path / f"lightning-{version}.ckpt", version, monkeypatch)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)  # what torch alone refuses
+    model = lu.load_model("simclr", checkpoint=path)
+    assert same_weights(model, simclr["backbone"])
+    assert CALLS == []  # no code of the file's classes ran
+    contents = lu.models.read_checkpoint(path)
+    assert contents["hyper_parameters"]["arch"] == "resnet50"
+    assert contents["hyper_parameters"]["args"].gpus == 8
+    assert len(contents["callbacks"]) == 3 and all(isinstance(v, dict) for v in contents["callbacks"].values())
+
+
+def test_lightning_checkpoint_with_a_foreign_configuration_is_still_checked(simclr_contents, tmp_path, monkeypatch):
+    path = lightning_file(simclr_contents, tmp_path / "cifar.ckpt", "1.4.9", monkeypatch)
+    contents = torch.load(path, weights_only=False)
+    contents["hyper_parameters"]["first_conv"] = False
+    with registered(monkeypatch, *{type(k) for k in [contents["hyper_parameters"]]}, *[k for k in contents["callbacks"] if isinstance(k, type)]):
+        torch.save(contents, path)
+    with pytest.raises(CheckpointError, match="first_conv"):
+        lu.load_model("simclr", checkpoint=path)
+
+
+class Payload:
+    """A pickle that runs a shell command when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_never_runs_and_the_message_names_the_blocked_global(simclr_contents, tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    path = lightning_file(simclr_contents, tmp_path / "evil.ckpt", "1.4.9", monkeypatch)
+    contents = torch.load(path, weights_only=False)
+    pickle.loads(pickle.dumps(Payload(marker)))
+    assert marker.exists()  # the payload works with plain pickle
+    marker.unlink()
+    contents["hyper_parameters"]["evil"] = Payload(marker)
+    with registered(monkeypatch, type(contents["hyper_parameters"]), *[k for k in contents["callbacks"] if isinstance(k, type)]):
+        torch.save(contents, path)
+    with pytest.raises(CheckpointError) as error:
+        lu.load_model("simclr", checkpoint=path)
+    message = str(error.value)
+    assert f"blocked global {os.system.__module__}.system" in message
+    assert "weights_only" not in message and "trust_checkpoint" not in message
+    assert not marker.exists()
+
+
+def test_weights_dir_and_checkpoints_reach_load_model(offline, resnet50, simclr_ckpt, simclr, tmp_path, monkeypatch):
+    """Parameter sets name local weights: a folder of published files, or one file per model."""
+    folder = tmp_path / "weights"
+    path = cached_under_its_hash(resnet50.state_dict(), folder, "resnet50")
+    monkeypatch.setattr(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.value, "url", f"https://download.pytorch.org/models/{path.name}")
+    (folder / "simclr_imagenet.ckpt").write_bytes(simclr_ckpt.read_bytes())
+    models = lu.analysis.load_models(["resnet50", "simclr"], weights_dir=folder)
+    assert same_weights(models["resnet50"], resnet50) and same_weights(models["simclr"], simclr["backbone"])
+    assert not offline.exists()  # the torch hub cache was not used
+    with pytest.raises(DownloadError, match=rf"swav_imagenet\.ckpt \(file 'swav_imagenet\.ckpt' in the folder {folder}"):
+        lu.analysis.load_models(["swav"], weights_dir=folder)
+    models = lu.analysis.load_models(["simclr"], checkpoints={"simclr": simclr_ckpt}, weights_dir=tmp_path / "empty")
+    assert same_weights(models["simclr"], simclr["backbone"])
+    with pytest.raises(ValueError, match=r"checkpoints name models that are not used: \['swav'\]"):
+        lu.analysis.load_models(["simclr"], checkpoints={"swav": simclr_ckpt})

@@ -105,6 +105,24 @@ def test_a_failing_notebook_stops_the_series_with_its_name_and_error(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["01_ok.ipynb", "02_bad.ipynb"]
 
 
+def test_an_unknown_parameter_stops_the_series_before_any_notebook(tmp_path, monkeypatch, capsys):
+    """Problem 6: papermill only warned about an unknown parameter, then the notebook failed."""
+    started = []
+    monkeypatch.setattr("papermill.execute_notebook", lambda *args, **kwargs: started.append(args))
+    params = tmp_path / "typo.yaml"
+    params.write_text("dataset: synthetic\ntrust_checkpoint: true\nrelax_mask: 64\n")
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) relax_mask, trust_checkpoint; the notebooks take: .*checkpoints.*relax_masks.*weights_dir"):
+        run_series(params, tmp_path / "out")
+    assert started == [] and not (tmp_path / "out").exists()
+    assert notebook_runner.main(["--params", str(params), "--output", str(tmp_path / "out")]) == 1
+    assert "relax_mask" in capsys.readouterr().err and started == []
+
+
+def test_every_notebook_declares_the_same_parameters():
+    names = [notebook_runner.notebook_parameters([path]) for path in numbered_notebooks()]
+    assert all(n == names[0] for n in names) and {"checkpoints", "weights_dir"} <= names[0]
+
+
 @pytest.mark.slow
 def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
@@ -136,4 +154,6 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     results = tmp_path / "results"
     assert (results / "multi_object_coverage_synthetic.csv").is_file()
     assert (results / "correct_vs_wrong_synthetic.csv").is_file()
-    assert next(results.glob("synthetic_paper_*/summary.md")).read_text().startswith("| Metric |")
+    run_dir = next(results.glob("synthetic_paper/*/summary.md")).parent
+    assert (run_dir / "summary.md").read_text().startswith("| Metric |")
+    assert (run_dir / "run.json").is_file() and (run_dir / "results.parquet").is_file()

@@ -193,11 +193,10 @@ def test_each_layout_loads_the_backbone_and_the_head_exactly(
 ):
     checkpoint = LAYOUTS[name, layout](backbone.state_dict(), heads[name].state_dict() if name in heads else {})
     path = write(tmp_path, checkpoint)
-    trust = layout == "full checkpoint" and name == "dino-resnet50"  # main_dino.py pickles its argparse args
 
     with torch.no_grad():
         expected = backbone(images)
-        loaded = lu.load_model(name, checkpoint=path, trust_checkpoint=trust)
+        loaded = lu.load_model(name, checkpoint=path)
         torch.testing.assert_close(loaded(images), expected, rtol=1e-5, atol=1e-5)
         assert isinstance(loaded.fc, nn.Identity)
         if name in heads and layout != "backbone file":
@@ -252,6 +251,14 @@ def test_offline_download_names_the_url_and_the_file(name, tmp_path, monkeypatch
     message = str(caught.value)
     assert release.url in message
     assert str(tmp_path / "hub" / "checkpoints" / release.file_name) in message
+
+
+def test_weights_dir_holds_the_files_under_their_cache_names(backbone, tmp_path):
+    torch.save(backbone.state_dict(), tmp_path / RELEASES["vicreg"].file_name)
+    with torch.no_grad():
+        images = torch.randn(1, 3, 32, 32)
+        loaded = lu.load_model("vicreg", weights_dir=tmp_path)
+        torch.testing.assert_close(loaded(images), backbone(images), rtol=1e-5, atol=1e-5)
 
 
 def test_barlow_twins_and_vicreg_are_cached_under_distinct_names():

@@ -16,23 +16,32 @@ UPSAMPLE_MODES = ("nearest", "bilinear", None)
 
 
 def check_images(x: Any) -> None:
-    """Raise a clear error unless ``x`` is a float (B, 3, H, W) tensor."""
+    """Raise a clear error unless ``x`` is a float32 (B, 3, H, W) tensor."""
     if not isinstance(x, Tensor):
         raise TypeError(f"expected images as a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point image tensor, got dtype {x.dtype}")
+    if x.dtype != torch.float32:
+        raise TypeError(
+            f"expected float32 images (32-bit floating-point), got dtype {x.dtype}; convert them with x.float() "
+            "(explainers take float32 inputs whatever precision they compute in)"
+        )
     if x.shape[0] == 0:
         raise ValueError("expected at least one image, got an empty batch")
 
 
 def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
-    """Raise a clear error unless a layer's output is a (B, C, h, w) feature map."""
+    """Raise a clear error unless a layer's output is a (B, C, h, w) feature map larger than 1x1."""
     if acts.ndim != 4:
         raise ValueError(
             f"layer {layer!r} gives output of shape {tuple(acts.shape)}; expected a (B, C, h, w) "
             "feature map from a convolutional layer"
+        )
+    if acts.shape[-2:] == (1, 1):
+        raise ValueError(
+            f"layer {layer!r} gives a 1x1 map, which cannot localise anything: choose a layer with a spatial "
+            "map (not a pooling or fully connected layer), or larger images (these are smaller than the "
+            "network's stride up to that layer)"
         )
 
 

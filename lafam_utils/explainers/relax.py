@@ -7,6 +7,7 @@ A region matters when hiding it moves the embedding: for random keep-masks ``m``
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -19,6 +20,10 @@ from .base import Explainer, Upsample
 Variant = Literal["paper", "original"]
 DEFAULT_MASKS = {"paper": 2048, "original": 3000}
 AUTO_BATCH_PIXELS = 64 * 224 * 224  # masked images per forward: 64 at 224x224 (ResNet50: +0.9 GB on CPU)
+SIMILARITY_TOLERANCE = 1e-4
+"""An image whose ``R`` varies by at most this share of its largest value (about 800 float32 steps
+near 1; the running mean's rounding stays near 1e-7) is taken as unchanged by the masking: its map
+is all zero, not float noise stretched to full contrast."""
 WEIGHT_FLOOR = 1e-10  # the reference's initial sum of weights: a never-kept region scores 0, not NaN
 
 
@@ -29,7 +34,9 @@ class RELAX(Explainer):
     keep-masks on a ``cells`` x ``cells`` grid, nearest-upsampled; ``R`` lives on the grid.
     ``variant="original"`` (Wickstrøm et al.): ``n_masks=3000`` grids upsampled bilinearly to
     ``cells + 1`` cells and cropped at a random shift of up to one cell (RISE's soft masks);
-    ``R`` lives at the image's resolution.
+    ``R`` lives at the image's resolution. An image whose ``R`` is flat (its range at most
+    ``SIMILARITY_TOLERANCE`` of its largest value) gets an all-zero map and a warning: the encoder
+    ignored the masking, and min-max would stretch float noise to a full-contrast map.
 
     After each call ``importance`` (R), ``uncertainty`` (the masks' weighted variance of ``s``,
     ``sum_m m (s_m - R)^2 / sum_m m``) and ``u_relax`` (R where the uncertainty is at most its
@@ -125,9 +132,25 @@ class RELAX(Explainer):
                 importance.append(mean)
                 uncertainty.append(spread / weight)
         self.importance, self.uncertainty = torch.cat(importance), torch.cat(uncertainty)
+        unchanged = unchanged_by_masking(self.importance)
+        if unchanged.any():
+            self.importance = self.importance * ~unchanged[:, None, None]
+            warnings.warn(
+                f"RELAX: the encoder's embedding of image(s) {unchanged.nonzero().flatten().tolist()} did not "
+                f"change under masking (R flat within a relative {SIMILARITY_TOLERANCE:g}); their maps are all zero",
+                stacklevel=3,
+            )
         median = self.uncertainty.flatten(1).median(dim=1).values
         self.u_relax = self.importance * (self.uncertainty <= median[:, None, None])
         return self.importance
+
+
+def unchanged_by_masking(importance: Tensor) -> Tensor:
+    """(B,) whether an image's ``R`` is flat: its range is at most ``SIMILARITY_TOLERANCE`` times its
+    largest absolute value (the masks left the similarity unchanged up to float noise)."""
+    flat = importance.flatten(1)
+    span = flat.amax(dim=1) - flat.amin(dim=1)
+    return span <= SIMILARITY_TOLERANCE * flat.abs().amax(dim=1)
 
 
 def check_positive_int(name: str, value: object) -> None:
