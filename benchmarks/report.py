@@ -32,6 +32,16 @@ def _memory(case: dict[str, Any], name: str) -> str:
     return text
 
 
+def _flags(flags: dict[str, Any] | None) -> str:
+    if not flags:
+        return ""
+    yes = {True: "yes", False: "no"}
+    return (
+        f" CPU flags: AMX (amx_bf16) {yes[flags['amx_bf16']]}, AVX512-BF16 {yes[flags['avx512_bf16']]}; "
+        f"`precision=\"auto\"` on the CPU: {flags['auto_on_cpu']}."
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The ratio table (case, comparison, ratio, target, met?) and the absolute times and memory."""
     m = result["machine"]
@@ -43,7 +53,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch threads: {m['torch_threads']}{gpu}; "
         f"torch {m['torch']}, device `{m['device']}`; 1-minute load average {load['start']:.1f} at the start, "
-        f"{load['end']:.1f} at the end.",
+        f"{load['end']:.1f} at the end.{_flags(result.get('cpu_flags'))}",
         "",
         "| case | compared | ratio (range over rounds) | target | met? | median time per call |",
         "|---|---|---|---|---|---|",
@@ -69,6 +79,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {case['items'] / seconds:.1f} | {_memory(case, name)} |"
             )
     extras = [(case["title"], case["notes"]) for case in result["cases"] if case.get("notes")]
+    extras += [(case["title"], {"what bounds the ratio": case["targets_note"]})
+               for case in result["cases"] if case.get("targets_note")]
     if extras:
         lines += ["", "Notes:", ""]
         lines += [f"- {title}: " + "; ".join(f"{key} = {value}" for key, value in notes.items()) for title, notes in extras]

@@ -4,6 +4,8 @@
     make bench BENCH_ARGS="--large"              # larger batches / more RELAX masks
     make bench BENCH_ARGS="--device cuda"        # GPU: synchronised timings, GPU memory, throughput
     make bench BENCH_ARGS="--threads 1"          # one torch thread: steady times on a shared machine
+    make bench BENCH_ARGS="--cases bf16 shared end-to-end"   # only cases whose id starts so
+    make bench BENCH_ARGS="--relax-masks 256"    # fewer RELAX masks in the paper-sized cases (default 2048)
 
 Each case times its contenders in interleaved rounds after a warm-up and reports within-round
 ratios; the peak memory of each contender is measured once in a fresh subprocess.
@@ -12,6 +14,7 @@ ratios; the peak memory of each contender is measured once in a fresh subprocess
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -32,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import report, timing  # noqa: E402
 from benchmarks.cases import Case, Settings  # noqa: E402
 
-CASE_MODULES = ("lafam", "gradcam", "relax", "metrics", "end_to_end", "gpu")
+CASE_MODULES = ("lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "gpu")
 
 
 def all_cases(settings: Settings, modules: tuple[str, ...] = CASE_MODULES) -> list[Case]:
@@ -51,7 +54,7 @@ def measure_memory(case: Case, settings: Settings, names: list[str]) -> dict[str
     for name in names:
         command = [sys.executable, __file__, "--probe", case.module, case.id, name, "--device", settings.device]
         command += ["--large"] * settings.large + ["--tiny"] * settings.tiny
-        command += ["--threads", str(torch.get_num_threads())]
+        command += ["--threads", str(torch.get_num_threads()), "--relax-masks", str(settings.relax_masks)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"memory probe of {case.id}/{name} failed:\n{done.stderr[-2000:]}")
@@ -62,9 +65,11 @@ def measure_memory(case: Case, settings: Settings, names: list[str]) -> dict[str
 def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -> dict[str, Any]:
     """Time one case's contenders, compute its ratios and (optionally) their peak memory."""
     result: dict[str, Any] = {"id": case.id, "title": case.title, "items": case.items, "notes": case.notes}
+    if case.targets_note:
+        result["targets_note"] = case.targets_note
     try:
         contenders = case.build()
-        times = timing.interleaved(contenders, rounds or case.rounds, device=settings.device)
+        times = timing.interleaved(contenders, rounds or case.rounds, warmup=case.warmup, device=settings.device)
         del contenders
         result["rounds"] = rounds or case.rounds
         result["times_s"] = times
@@ -92,6 +97,7 @@ def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -
 
 def probe(module: str, case_id: str, name: str, settings: Settings) -> None:
     """Build one case in this (fresh) process, run one contender once, print its peak memory."""
+    settings = dataclasses.replace(settings, probe=True)
     (case,) = [case for case in all_cases(settings, (module,)) if case.id == case_id]
     contenders = case.build()
     print(json.dumps(timing.peak_memory(contenders[name], settings.device)))
@@ -113,6 +119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cases", nargs="*", default=None, help="only cases whose id starts with one of these")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default: per case)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--relax-masks", type=int, default=2048, help="RELAX masks in the paper-sized cases (default 2048)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for bench.json/.md")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
@@ -122,7 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    settings = Settings(device=args.device, large=args.large, tiny=args.tiny)
+    settings = Settings(device=args.device, large=args.large, tiny=args.tiny, relax_masks=args.relax_masks)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if settings.cuda and not torch.cuda.is_available():
@@ -141,7 +148,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": timing.machine(settings.device),
-        "settings": {"device": settings.device, "large": settings.large, "tiny": settings.tiny},
+        "settings": {"device": settings.device, "large": settings.large, "tiny": settings.tiny,
+                     "relax_masks": settings.relax_masks},
+        "cpu_flags": timing.bf16_flags(),
         "cases": [],
     }
     for case in cases:

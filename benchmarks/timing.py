@@ -113,6 +113,14 @@ def peak_memory(fn: Callable[[], object], device: str = "cpu") -> dict[str, floa
     return result
 
 
+def bf16_flags() -> dict[str, bool]:
+    """Whether /proc/cpuinfo lists AMX (``amx_bf16``) and AVX512-BF16, and what ``precision="auto"`` picks."""
+    from lafam_utils.precision import cpu_flags, resolve_precision
+
+    flags = cpu_flags()
+    return {"amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags, "auto_on_cpu": resolve_precision("auto", "cpu")}
+
+
 def machine(device: str) -> dict[str, object]:
     """The CPU model, core count, threads, torch version and device a result was measured on."""
     cpu = platform.processor() or "unknown"

@@ -24,6 +24,7 @@ _NAMES = {
     "evaluate": "evaluation",
     "summarize": "summary",
     "capture": "hooks",
+    "native_bf16": "precision",
 }
 _SUBMODULES = (
     "analysis",
@@ -36,6 +37,8 @@ _SUBMODULES = (
     "models",
     "notebook_runner",
     "plotting",
+    "precision",
+    "shared_forward",
     "ssl_releases",
     "summary",
     "synthetic",

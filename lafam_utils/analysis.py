@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from .explainers.base import Upsample, check_images
+from .precision import Precision
 
 DATASET_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "synthetic": ("shapes-supervised", ("shapes-simclr",)),
@@ -136,13 +137,15 @@ def build_explainers(
     upsample: Upsample = "nearest",
     relax_masks: int = 2048,
     seed: int = 0,
+    precision: Precision = "fp32",
 ) -> dict[tuple[str, str], Callable[[Tensor], Tensor]]:
-    """One explainer per (model, method) pair; RELAX gets the paper's settings but ``relax_masks`` masks."""
+    """One explainer per (model, method) pair at ``precision``; RELAX gets the paper's settings but
+    ``relax_masks`` masks."""
     from .explainers import explainer
 
     options = {"relax": {"n_masks": relax_masks, "seed": seed}}
     return {
-        (model, method): explainer(method, models[model], upsample=upsample, **options.get(method, {}))
+        (model, method): explainer(method, models[model], upsample=upsample, precision=precision, **options.get(method, {}))
         for model, method in pairs
     }
 

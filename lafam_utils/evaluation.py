@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from . import run_store
 from .metrics import METRICS, compute, select
 from .run_store import CHUNKS, MANIFEST, RunStore, chunk_path, write_table_atomic
+from .precision import Precision, check_precision, resolve_precision
 
 Pair = tuple[str, str]
 MapFn = Callable[[Tensor], Tensor]
@@ -146,11 +147,20 @@ class _Batch:
     loaded: list[_Item]
     x: Tensor | None
     masks: Tensor | None
+    pairs: tuple[Pair, ...] = ()
     predictions: dict[str, list[str]] = field(default_factory=dict)
+    explained: dict[Pair, tuple[list[Tensor | None], list[float], list[str]]] = field(default_factory=dict)
+    shared: set[str] = field(default_factory=set)  # models whose shared forward ran (or failed) on this batch
 
 
 class _Runner:
-    """Models, explainers and metrics of one run; turns one batch into the rows of one pair."""
+    """Models, explainers and metrics of one run; turns one batch into the rows of one pair.
+
+    The pairs of one model that a batch needs share one forward pass of that model
+    (``shared_forward.explain_together``), which also gives the classifier's predictions; the
+    maps are those of separate calls. Pairs that cannot share (explainers from ``explainers``
+    factories, a batch whose shared forward raised) run their explainer on their own.
+    """
 
     def __init__(
         self,
@@ -162,6 +172,7 @@ class _Runner:
         metric_fn: Callable[..., dict[str, Tensor]] | None,
         metric_names: Sequence[str],
         metric_kwargs: Mapping[str, Any],
+        precision: Precision = "fp32",
     ) -> None:
         self.device = device
         self.metric_names = tuple(metric_names)
@@ -175,7 +186,7 @@ class _Runner:
             if factory is None:
                 from .explainers import explainer
 
-                self.explainers[(model, method)] = explainer(method, self.models[model], **kwargs)
+                self.explainers[(model, method)] = explainer(method, self.models[model], **{"precision": precision, **kwargs})
             else:
                 self.explainers[(model, method)] = factory(self.models[model], **kwargs)
 
@@ -186,20 +197,46 @@ class _Runner:
 
         return load_model(name).to(self.device).eval()
 
-    def stack(self, items: list[_Item]) -> _Batch:
-        """Stack the loaded items' images and masks on the device."""
+    def stack(self, items: list[_Item], pairs: Sequence[Pair] = ()) -> _Batch:
+        """Stack the loaded items' images and masks on the device; ``pairs``: the pairs that will explain them."""
         loaded = [item for item in items if not item.error]
         if not loaded:
-            return _Batch(items, loaded, None, None)
+            return _Batch(items, loaded, None, None, tuple(pairs))
         shapes = {tuple(item.image.shape) for item in loaded}
         if len(shapes) > 1:
             raise ValueError(f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset")
         x = torch.stack([item.image for item in loaded]).to(self.device)
-        return _Batch(items, loaded, x, torch.stack([item.mask for item in loaded]).to(self.device))
+        return _Batch(items, loaded, x, torch.stack([item.mask for item in loaded]).to(self.device), tuple(pairs))
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _explain_shared(self, model_name: str, batch: _Batch) -> None:
+        """Explain ``batch`` with all its shareable pairs of ``model_name`` in one forward pass.
+
+        Fills ``batch.explained`` and, for classifiers, ``batch.predictions``; a failure leaves
+        both alone, and the pairs then run separately (image by image where needed).
+        """
+        from .shared_forward import explain_together, shareable
+
+        batch.shared.add(model_name)
+        pairs = [p for p in batch.pairs if p[0] == model_name and shareable(self.explainers.get(p))]
+        names = getattr(self.models[model_name], "class_names", None)
+        if not pairs or (len(pairs) == 1 and names is None):
+            return
+        try:
+            shared = explain_together(
+                {p: self.explainers[p] for p in pairs}, batch.x, need_output=names is not None, synchronize=self._synchronize
+            )
+            predictions = None if names is None else [str(names[i]) for i in shared.output.argmax(dim=1).tolist()]
+        except Exception:  # noqa: BLE001 - the pairs run separately, where errors are recorded per image
+            return
+        n = len(batch.x)
+        for pair in pairs:
+            batch.explained[pair] = (list(shared.maps[pair]), [shared.seconds[pair] / n] * n, [""] * n)
+        if predictions is not None:
+            batch.predictions[model_name] = predictions
 
     def _explain(self, pair: Pair, x: Tensor) -> tuple[list[Tensor | None], list[float], list[str]]:
         """Maps, seconds per image and errors; a batch that raises is retried image by image."""
@@ -251,7 +288,9 @@ class _Runner:
             for item in batch.items
         }
         if batch.loaded:
-            maps, seconds, errors = self._explain(pair, batch.x)
+            if pair in batch.pairs and pair[0] not in batch.shared:
+                self._explain_shared(pair[0], batch)
+            maps, seconds, errors = batch.explained.pop(pair, None) or self._explain(pair, batch.x)
             for item, s, e, p in zip(batch.loaded, seconds, errors, self._predictions(pair[0], batch)):
                 rows[item.index].update(seconds=s, error=e, prediction=p)
             explained = [i for i, m in enumerate(maps) if m is not None]
@@ -291,13 +330,15 @@ def evaluate(
     dataset_name: str | None = None,
     csv: bool = False,
     progress: bool = True,
+    precision: Precision = "fp32",
 ) -> pd.DataFrame:
     """Explain and score every image of ``dataset`` with every (model, method) pair; return the table.
 
     One row per (image, model, method): ``dataset``, ``index``, ``id``, ``labels`` (joined by
     ``"|"``), ``model``, ``method``, ``prediction`` (the classifier's class name; empty for models
-    without ``class_names``), ``seconds`` (explainer time per image, CUDA synchronised), one column
-    per metric and ``error`` (empty when the row is fine). Rows are committed per batch in the
+    without ``class_names``), ``seconds`` (explainer time per image, CUDA synchronised; pairs
+    sharing a model's forward are each charged that forward up to what they read plus their own
+    work, see ``shared_forward.explain_together``), one column per metric and ``error`` (empty when the row is fine). Rows are committed per batch in the
     run's folder ``results_dir/<identity hash[:12]>/`` (with ``run.json``; ``table.attrs["run_dir"]``
     names it); calling again with the same identity resumes where a previous run stopped, another
     identity gets its own folder. Models, explainers and metrics are all built (and so checked)
@@ -309,6 +350,11 @@ def evaluate(
     ``explainer_kwargs[method]`` as keyword arguments; ``metric_fn`` replaces
     ``lu.metrics.compute`` and receives ``k``, ``backend`` and ``metrics``. Under ``torchrun`` each
     rank computes its share of the batches and every rank returns the merged table.
+
+    ``precision`` (``"fp32"``, ``"bf16"``, ``"auto"``; see ``lafam_utils.precision``) is given to
+    the package's explainers (an ``explainer_kwargs`` entry overrides it; ``explainers``
+    factories do not receive it) and enters the run's identity as decided on ``device``. The
+    pairs of one model share one forward pass per batch.
     """
     arguments = dict(locals())
     settings = {name: run_store.plain(value) for name, value in arguments.items() if name not in NOT_SETTINGS}
@@ -323,7 +369,9 @@ def evaluate(
     if len(set(pairs)) != len(pairs):
         raise ValueError(f"pairs must not repeat, got {pairs!r}")
     metric_names = tuple(metric.name for metric in select(metrics))
+    check_precision(precision)
     device = torch.device(device)
+    settings["precision"] = resolve_precision(precision, device)  # "auto" as decided on this device
     n_items = len(dataset)
     if n_items == 0:
         raise ValueError("expected a dataset with at least one item, got an empty one")
@@ -335,7 +383,9 @@ def evaluate(
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
             torch.cuda.set_device(device)
         metric_kwargs = {"k": k, "backend": backend, "metrics": list(metric_names)}
-        runner = _Runner(pairs, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs)
+        runner = _Runner(
+            pairs, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs, precision
+        )
         ids = run_store.dataset_ids(dataset)
         if ids is not None and len(ids) != n_items:
             raise ValueError(f"the dataset lists {len(ids)} ids for {n_items} items")
@@ -449,7 +499,7 @@ def _run_batches(
                         frames[(pair, batch)] = frame
                 if todo:
                     known = ids or [""] * n_items
-                    loaded = runner.stack([_load_item(dataset, i, known[i]) for i in indices(batch)])
+                    loaded = runner.stack([_load_item(dataset, i, known[i]) for i in indices(batch)], todo)
                     for pair in todo:
                         frames[(pair, batch)] = rows = runner.rows(pair, loaded, dataset_name)
                         store.write_chunk(rows, pair, batch)

@@ -132,3 +132,25 @@ def test_gpu_variants_record_how_far_their_maps_move():
     assert 0 < bf16 <= 1 and notes["LaFAM bf16 channels_last: within 0.01"] == (bf16 <= 1e-2)
     assert contenders["LaFAM fp32"]().shape == (2, 64, 64)
     assert gpu.cases(Settings()) == []
+
+
+def test_precision_and_shared_forward_cases_state_their_targets():
+    cases = {case.id: case for case in run.all_cases(Settings(tiny=True))}
+    (relax,) = cases["bf16-relax"].comparisons
+    assert (relax.numerator, relax.denominator, relax.target, relax.op) == ("bf16", "fp32", 0.35, "<=")
+    shared = cases["shared-resnet50"].comparisons[0]
+    assert (shared.numerator, shared.denominator, shared.target) == ("together", "separately", 0.6)
+    assert [(c.denominator, c.target, c.op) for c in cases["end-to-end-paper"].comparisons] == [
+        ("evaluate fp32", 3, ">="), ("evaluate bf16", 3, ">=")
+    ]
+    assert {"bf16-lafam", "bf16-gradcam"} <= set(cases)
+
+
+def test_memory_probe_caps_relax_masks_and_report_shows_cpu_flags():
+    from benchmarks.cases import probe_masks
+
+    assert probe_masks(Settings(probe=True), 2048) == 128 and probe_masks(Settings(), 2048) == 2048
+    flags = timing.bf16_flags()
+    assert set(flags) == {"amx_bf16", "avx512_bf16", "auto_on_cpu"} and flags["auto_on_cpu"] in ("fp32", "bf16")
+    text = report._flags({"amx_bf16": True, "avx512_bf16": False, "auto_on_cpu": "bf16"})
+    assert "AMX (amx_bf16) yes, AVX512-BF16 no" in text and "bf16" in text

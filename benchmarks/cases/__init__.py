@@ -15,11 +15,13 @@ Contenders = dict[str, Callable[[], object]]
 
 @dataclass(frozen=True)
 class Settings:
-    """What every case is sized by: the device and whether the larger sizes were asked for."""
+    """What every case is sized by: the device, whether the larger sizes were asked for, RELAX's masks."""
 
     device: str = "cpu"
     large: bool = False
     tiny: bool = False
+    relax_masks: int = 2048  # the paper's count, for the cases that run RELAX as the paper does
+    probe: bool = False  # building a contender for the memory probe (RELAX-heavy cases use fewer masks)
 
     @property
     def cuda(self) -> bool:
@@ -47,7 +49,8 @@ class Case:
     """One group of contenders timed in interleaved rounds.
 
     ``build`` makes them (models, inputs) only when the case runs; ``items`` is the number of
-    images per call (for per-image times); ``notes`` holds what a case measures besides time.
+    images per call (for per-image times); ``notes`` holds what a case measures besides time;
+    ``targets_note`` says why a target is missed where the reason is known in advance.
     """
 
     id: str
@@ -56,7 +59,9 @@ class Case:
     comparisons: list[Comparison]
     items: int = 1
     rounds: int = 5
+    warmup: int = 1  # untimed rounds first; 0 for cases whose calls take minutes
     notes: dict[str, object] = field(default_factory=dict)
+    targets_note: str = ""
     module: str = ""  # the case module's name, set by run.all_cases (the memory probe imports only it)
 
 
@@ -70,6 +75,12 @@ def images(batch: int, device: str, size: int = 224, seed: int = 0) -> torch.Ten
     """A reproducible batch of normalised-looking random images."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 3, size, size, generator=generator).to(device)
+
+
+def probe_masks(settings: Settings, n_masks: int, cap: int = 128) -> int:
+    """RELAX's mask count for a contender: ``cap`` at most in the memory probe, where the peak is set
+    by the masked images per forward (64 at 224x224), not by how many forwards follow."""
+    return min(n_masks, cap) if settings.probe else n_masks
 
 
 def image_size(settings: Settings) -> int:

@@ -1,13 +1,15 @@
 """Case 5: end to end per image, LaFAM + Grad-CAM maps scored by the six metrics.
 
-Batched: each explainer once on the batch, the torch metrics once per method. Per-image loop
-(the reference evaluation's way): each explainer on one image at a time, Quantus once per metric
-per image.
+Batched: both explainers from one shared forward of the batch (``shared_forward``, as
+``lu.evaluate`` does), the torch metrics once per method; at fp32 and at bf16. Per-image loop
+(the reference evaluation's way): each explainer on one image at a time at fp32, Quantus once
+per metric per image.
 """
 
 from __future__ import annotations
 
 import lafam_utils as lu
+from lafam_utils.shared_forward import explain_together
 
 from . import Case, Comparison, Contenders, Settings, image_size, images, resnet50
 from .metrics import maps_and_masks
@@ -19,18 +21,23 @@ def _contenders(batch: int, settings: Settings) -> Contenders:
     x = images(batch, settings.device, size)
     _, masks = maps_and_masks(batch, size, settings.device)
     explainers = [lu.LaFAM(model, layer="layer4"), lu.GradCAM(model, layer="layer4")]
+    bf16 = dict(enumerate([lu.LaFAM(model, precision="bf16"), lu.GradCAM(model, precision="bf16")]))
     k = min(1000, size * size)
 
-    def batched() -> None:
-        for explain in explainers:
-            lu.metrics.compute(explain(x), masks, k=k)
+    def batched(shared: dict) -> None:
+        for maps in explain_together(shared, x).maps.values():
+            lu.metrics.compute(maps, masks, k=k)
 
     def per_image() -> None:
         for i in range(batch):
             for explain in explainers:
                 lu.metrics.compute(explain(x[i : i + 1]), masks[i : i + 1], backend="quantus", k=k)
 
-    return {"batched, torch metrics": batched, "per-image loop, Quantus": per_image}
+    return {
+        "batched, torch metrics": lambda: batched(dict(enumerate(explainers))),
+        "batched bf16, torch metrics": lambda: batched(bf16),
+        "per-image loop, Quantus": per_image,
+    }
 
 
 def cases(settings: Settings) -> list[Case]:
@@ -42,6 +49,8 @@ def cases(settings: Settings) -> list[Case]:
             build=lambda: _contenders(batch, settings),
             comparisons=[
                 Comparison("per-image loop, Quantus", "batched, torch metrics", "speed-up of the batched pipeline", 3, ">="),
+                Comparison("per-image loop, Quantus", "batched bf16, torch metrics", "speed-up of the batched pipeline, bf16",
+                           3, ">="),
             ],
             items=batch,
             rounds=3,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import torch
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec, find_layer, layer_output
+from ..precision import Precision, check_precision, forward_context, memory_format, resolve_precision
 
 Upsample = Literal["nearest", "bilinear"] | None
 UPSAMPLE_MODES = ("nearest", "bilinear", None)
@@ -68,7 +70,12 @@ class Explainer(ABC):
     Subclasses implement ``layer_maps`` (raw maps at the layer's resolution); the base normalises
     each map to [0, 1] (min-max per image), upsamples it to the input size (``upsample``:
     ``"nearest"``, ``"bilinear"`` or ``None`` for the layer resolution) and, with ``threshold``,
-    sets values below it to 0. Maps stay on the device of ``x``.
+    sets values below it to 0. Maps are float32 and stay on the device of ``x``.
+
+    ``precision`` (``lafam_utils.precision``): ``"fp32"`` (default), ``"bf16"`` (the model's
+    forward under bf16 autocast, images in channels_last; the model is not modified) or
+    ``"auto"`` (bf16 where ``x``'s device has native bf16 arithmetic). Subclasses run their model
+    calls inside ``self.forward_context(x)`` and compute everything else in float32.
     """
 
     def __init__(
@@ -77,7 +84,9 @@ class Explainer(ABC):
         layer: LayerSpec | None = "layer4",
         upsample: Upsample = "nearest",
         threshold: float | None = None,
+        precision: Precision = "fp32",
     ) -> None:
+        check_precision(precision)
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -88,6 +97,19 @@ class Explainer(ABC):
             find_layer(model, layer)
         self.upsample = upsample
         self.threshold = threshold
+        self.precision = precision
+
+    def resolved_precision(self, device: torch.device) -> Literal["fp32", "bf16"]:
+        """This explainer's precision on ``device`` ("auto" decided there)."""
+        return resolve_precision(self.precision, device)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """``x`` in the memory format of this explainer's precision on its device (channels_last for bf16)."""
+        return memory_format(x, self.resolved_precision(x.device))
+
+    def forward_context(self, x: Tensor) -> AbstractContextManager:
+        """The context the model's forward runs in: bf16 autocast on ``x``'s device for bf16."""
+        return forward_context(self.resolved_precision(x.device), x.device)
 
     @abstractmethod
     def layer_maps(self, x: Tensor, **kwargs: Any) -> Tensor:
@@ -95,18 +117,40 @@ class Explainer(ABC):
 
     def __call__(self, x: Tensor, **kwargs: Any) -> Tensor:
         check_images(x)
-        maps = minmax_normalize(self.layer_maps(x, **kwargs).float())
-        maps = upsample_maps(maps, tuple(x.shape[-2:]), self.upsample)
+        return self.finish(self.layer_maps(self.prepare(x), **kwargs), tuple(x.shape[-2:]))
+
+    def finish(self, raw: Tensor, size: tuple[int, int]) -> Tensor:
+        """Raw (B, h, w) maps -> float32 maps in [0, 1]: normalised, upsampled to ``size``, thresholded."""
+        maps = upsample_maps(minmax_normalize(raw.float()), size, self.upsample)
         if self.threshold is not None:
             maps = maps.masked_fill(maps < self.threshold, 0.0)
         return maps
 
     def activations(self, x: Tensor) -> Tensor:
         """The layer's (B, C, h, w) output; the forward stops there and builds no autograd graph."""
-        with torch.no_grad():
+        with torch.no_grad(), self.forward_context(x):
             acts = layer_output(self.model, self.layer, x)
         check_feature_map(acts, self.layer)
         return acts
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(layer={self.layer!r}, upsample={self.upsample!r}, threshold={self.threshold})"
+        return (
+            f"{type(self).__name__}(layer={self.layer!r}, upsample={self.upsample!r}, "
+            f"threshold={self.threshold}, precision={self.precision!r})"
+        )
+
+
+class ActivationExplainer(Explainer):
+    """An explainer whose raw maps are a function of one layer's output alone (LaFAM, EigenCAM).
+
+    Subclasses implement ``from_activations``; the forward stops at the layer. A forward pass
+    shared with other explainers of the same model (``lafam_utils.shared_forward``) hands the
+    layer's output to ``from_activations`` directly.
+    """
+
+    @abstractmethod
+    def from_activations(self, acts: Tensor) -> Tensor:
+        """Raw (B, h, w) maps from the layer's (B, C, h, w) output (any float dtype), in float32."""
+
+    def layer_maps(self, x: Tensor) -> Tensor:
+        return self.from_activations(self.activations(x))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Explainer
+from .base import ActivationExplainer
 
 
-class EigenCAM(Explainer):
+class EigenCAM(ActivationExplainer):
     """``M = Up(N(ReLU(±(A - mean A) v_1)))``, ``v_1`` the first right singular vector per image.
 
     Each image's activations are read as ``h*w`` samples of ``C`` channels, centred over the
@@ -19,8 +19,8 @@ class EigenCAM(Explainer):
     pytorch-grad-cam; a constant feature map gives a zero map. No labels, no gradients, no graph.
     """
 
-    def layer_maps(self, x: Tensor) -> Tensor:
-        acts = self.activations(x).float()
+    def from_activations(self, acts: Tensor) -> Tensor:
+        acts = acts.float()
         samples = acts.flatten(2).transpose(1, 2)  # (B, h*w, C)
         centred = samples - samples.mean(dim=1, keepdim=True)
         u, s, _ = torch.linalg.svd(centred, full_matrices=False)

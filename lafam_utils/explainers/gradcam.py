@@ -67,8 +67,9 @@ class GradCAM(Explainer):
     model's output. The forward runs under ``torch.no_grad()`` up to the layer; only the layers
     after it record a graph, and only ``d y_c / d A`` is computed (``torch.autograd.grad``): no
     parameter ``.grad`` changes, ``requires_grad`` flags are untouched, and it works inside a
-    caller's ``torch.no_grad()``. The batch's class scores share one backward pass, which keeps
-    images independent when the model is in eval mode (batch norm with running statistics).
+    caller's ``torch.no_grad()``. With ``precision="bf16"`` the forward and this backward run in
+    bf16; the gradient weighting runs in float32. The batch's class scores share one backward
+    pass, which keeps images independent when the model is in eval mode (batch norm with running statistics).
     """
 
     targets: Tensor | None = None
@@ -76,20 +77,28 @@ class GradCAM(Explainer):
 
     def layer_maps(self, x: Tensor, target: Target = None) -> Tensor:
         name = layer_name(self.model, self.layer)
-        with torch.no_grad(), capture(self.model, name, start_graph=True) as rec:
+        with torch.no_grad(), self.forward_context(x), capture(self.model, name, start_graph=True) as rec:
             logits = self.model(x)
         if name not in rec.outputs:
             model = type(self.model).__name__
             raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass of {model}")
-        acts = rec.outputs[name]
+        return self.from_graph(logits, rec.outputs[name], target)
+
+    def from_graph(self, logits: Tensor, acts: Tensor, target: Target = None) -> Tensor:
+        """Raw (B, h, w) maps from a forward recorded by ``capture(..., start_graph=True)``.
+
+        ``logits`` are the model's output and ``acts`` the layer's output, the leaf the graph of
+        the later layers starts from. A forward shared with other explainers of the same model
+        (``lafam_utils.shared_forward``) calls this directly.
+        """
         check_feature_map(acts, self.layer)
-        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != acts.shape[0]:
             shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise ValueError(f"Grad-CAM needs a model returning (B, n_classes) scores, got {shape}")
-        self.logits = logits.detach()
+        self.logits = logits.detach().float()
         self.targets = resolve_targets(target, self.logits, getattr(self.model, "class_names", None))
         with torch.enable_grad():  # also inside a caller's no_grad
             score = logits.gather(1, self.targets[:, None]).sum()  # images are independent: one backward
         (grads,) = torch.autograd.grad(score, acts)
-        weights = grads.mean(dim=(2, 3))
-        return torch.einsum("bc,bchw->bhw", weights, acts.detach()).relu()
+        weights = grads.float().mean(dim=(2, 3))
+        return torch.einsum("bc,bchw->bhw", weights, acts.detach().float()).relu()

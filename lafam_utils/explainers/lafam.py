@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import Explainer
+from .base import ActivationExplainer
 
 
-class LaFAM(Explainer):
+class LaFAM(ActivationExplainer):
     """Channel mean of one layer's activations: ``M = Up(N(mean_k A^k))``.
 
     One forward pass up to the layer, no labels, no gradients; the layers after it are skipped.
     """
 
-    def layer_maps(self, x: Tensor) -> Tensor:
-        return self.activations(x).mean(dim=1)
+    def from_activations(self, acts: Tensor) -> Tensor:
+        return acts.float().mean(dim=1)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..precision import Precision, memory_format
 from .base import Explainer, Upsample
 
 Variant = Literal["paper", "original"]
@@ -43,8 +44,10 @@ class RELAX(Explainer):
     per-image median, else 0) hold the raw (B, h, w) maps. The same ``seed`` gives the same masks
     and bit-identical maps; every image of a batch gets the same masks. ``batch_size`` masked
     images go through the encoder at once (None: about 64 at 224x224, scaled by the image area),
-    several images' masks share a forward when ``n_masks`` fits. ``progress=True`` shows a bar.
-    The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode.
+    several images' masks share a forward when ``n_masks`` fits; the unmasked images' reference
+    embeddings come from one forward of the whole batch. With ``precision="bf16"`` the encoder
+    runs under bf16 autocast; the cosine similarities and the statistics are float32.
+    ``progress=True`` shows a bar. The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode.
     """
 
     def __init__(
@@ -59,8 +62,9 @@ class RELAX(Explainer):
         variant: Variant = "paper",
         upsample: Upsample = "nearest",
         threshold: float | None = None,
+        precision: Precision = "fp32",
     ) -> None:
-        super().__init__(encoder, layer=None, upsample=upsample, threshold=threshold)
+        super().__init__(encoder, layer=None, upsample=upsample, threshold=threshold, precision=precision)
         if variant not in DEFAULT_MASKS:
             raise ValueError(f"variant must be one of {tuple(DEFAULT_MASKS)}, got {variant!r}")
         n_masks = DEFAULT_MASKS[variant] if n_masks is None else n_masks
@@ -98,17 +102,30 @@ class RELAX(Explainer):
         return masks, masks
 
     def embed(self, images: Tensor) -> Tensor:
-        """The encoder's (B, D) embeddings; anything else is a clear error."""
-        embeddings = self.model(images)
-        if not isinstance(embeddings, Tensor) or embeddings.ndim != 2 or len(embeddings) != len(images):
+        """The encoder's (B, D) embeddings in float32; anything else is a clear error."""
+        return self.as_embeddings(self.model(images), len(images))
+
+    @staticmethod
+    def as_embeddings(embeddings: object, count: int) -> Tensor:
+        """The encoder's output checked to be (count, D) embeddings, in float32."""
+        if not isinstance(embeddings, Tensor) or embeddings.ndim != 2 or len(embeddings) != count:
             shape = tuple(embeddings.shape) if isinstance(embeddings, Tensor) else type(embeddings).__name__
-            raise ValueError(
-                f"RELAX needs an encoder returning (B, D) embeddings for {len(images)} images, got {shape}"
-            )
-        return embeddings.float()
+            raise ValueError(f"RELAX needs an encoder returning (B, D) embeddings for {count} images, got {shape}")
+        return embeddings.detach().float()
 
     def layer_maps(self, x: Tensor) -> Tensor:
+        with torch.no_grad(), self.forward_context(x):
+            reference = self.embed(x)
+        return self.from_reference(x, reference)
+
+    def from_reference(self, x: Tensor, reference: Tensor) -> Tensor:
+        """Raw maps of ``x`` given the (B, D) embeddings of the unmasked images.
+
+        The reference embeddings come from one forward of the whole batch; a forward shared with
+        other explainers of the same encoder (``lafam_utils.shared_forward``) passes its output here.
+        """
         size = tuple(x.shape[-2:])
+        precision = self.resolved_precision(x.device)
         grids, shifts = self.sample_grids(size, x.device)
         per_forward = self.batch_size or max(1, AUTO_BATCH_PIXELS // (size[0] * size[1]))
         masks_per_forward = min(self.n_masks, per_forward)
@@ -117,16 +134,17 @@ class RELAX(Explainer):
         importance, uncertainty = [], []
         bar = tqdm(total=len(x) * self.n_masks, desc="RELAX", unit="mask", disable=not self.progress)
         with torch.no_grad(), bar:
-            for images in x.split(images_per_forward):
-                reference = self.embed(images)
+            for images, references in zip(x.split(images_per_forward), reference.split(images_per_forward)):
                 weight = torch.full(resolution, WEIGHT_FLOOR, device=x.device)
                 mean = spread = torch.zeros(len(images), *resolution, device=x.device)
                 for start in range(0, self.n_masks, masks_per_forward):
                     stop = start + masks_per_forward
                     image_masks, weights = self.masks(grids[start:stop], shifts[start:stop], size)
                     masked = (images[:, None] * image_masks[None, :, None].to(images.dtype)).flatten(0, 1)
-                    embeddings = self.embed(masked).view(len(images), len(weights), -1)
-                    scores = F.cosine_similarity(reference[:, None], embeddings, dim=2)
+                    with self.forward_context(x):
+                        embeddings = self.embed(memory_format(masked, precision))
+                    embeddings = embeddings.view(len(images), len(weights), -1)
+                    scores = F.cosine_similarity(references[:, None], embeddings, dim=2)
                     weight, mean, spread = weighted_update(weight, mean, spread, scores, weights)
                     bar.update(scores.numel())
                 importance.append(mean)
