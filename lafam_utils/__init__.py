@@ -41,6 +41,7 @@ _SUBMODULES = (
     "precision",
     "progress",
     "shared_forward",
+    "ssl_releases",
     "summary",
     "synthetic",
     "transforms",

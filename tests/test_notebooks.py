@@ -42,7 +42,7 @@ def test_committed_notebook_has_one_parameters_cell_and_no_outputs(name):
     assert "papermill" not in notebook.metadata
 
 
-@pytest.mark.parametrize("name", ["demo", "smoke", "paper-voc", "paper-imagenet-s"])
+@pytest.mark.parametrize("name", ["demo", "smoke", "paper-voc", "paper-imagenet-s", "ssl-voc"])
 def test_parameter_sets_only_set_declared_parameters(name):
     declared = set()
     for path in numbered_notebooks():
@@ -56,6 +56,32 @@ def test_parameter_sets_only_set_declared_parameters(name):
 def test_repo_path_resolves_relative_paths_from_the_repository_root(tmp_path):
     assert repo_path("figures") == REPO_ROOT / "figures"
     assert repo_path(tmp_path) == tmp_path
+
+
+@pytest.mark.slow
+def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, monkeypatch):
+    """ssl-voc.yaml end to end on a small VOC tree in the official layout, every encoder random-init."""
+    from lafam_utils.ssl_releases import RELEASES
+    from test_datasets import write_voc
+
+    monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
+    write_voc(tmp_path / "voc")
+    params = yaml.safe_load((PARAMS_DIR / "ssl-voc.yaml").read_text())
+    assert params["encoders"] == list(RELEASES)
+    params.update(
+        data_root=str(tmp_path / "voc"), random_init=True, n_images=1, relax_masks=2, device="cpu", batch_size=4,
+        figures_dir=str(tmp_path / "figures"), results_dir=str(tmp_path / "results"),
+    )
+    params_file = tmp_path / "ssl-voc.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+
+    executed = run_series(params_file, tmp_path / "runs", only=["02", "03", "04", "05"])
+
+    assert [path.name for path in executed] == SERIES[1:]
+    summary = next((tmp_path / "results").glob("voc_paper*/**/summary.md")).read_text()
+    assert all(f"{release.title} RELAX" in summary and f"{release.title} LaFAM" in summary for release in RELEASES.values())
+    figures = {path.name for path in (tmp_path / "figures").iterdir()}
+    assert {"fig1_qualitative_voc.png", "fig2_multi_object_voc.png", "fig5_metric_distributions_voc.png"} <= figures
 
 
 def test_strip_outputs_clears_outputs_and_counts(tmp_path):
