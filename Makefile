@@ -1,5 +1,7 @@
 # make run   - execute the numbered notebooks headlessly (papermill) with PARAMS
 # make test  - run the test suite
+# make test-browser - run notebook 01 in JupyterLab in headless Chromium (needs /usr/bin/chromium)
+# make lab   - JupyterLab at the repository root, opened on notebooks/
 # make bench - run the speed and memory benchmarks
 # make models - retrain the shipped shapes models from their recipes and compare with data/models
 #               (MODELS_ARGS=--ship replaces the shipped files and their manifest entries)
@@ -14,7 +16,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 MODELS_ARGS ?=
 
-.PHONY: run test bench models lab clean-venv
+.PHONY: run test test-browser bench models lab clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +30,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest tests_browser $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
@@ -35,7 +40,7 @@ models: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m lafam_utils.shapes_retrain $(MODELS_ARGS)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -138,12 +138,13 @@ def build_explainers(
     relax_masks: int = 2048,
     seed: int = 0,
     precision: Precision = "fp32",
+    progress: bool = False,
 ) -> dict[tuple[str, str], Callable[[Tensor], Tensor]]:
     """One explainer per (model, method) pair at ``precision``; RELAX gets the paper's settings but
-    ``relax_masks`` masks."""
+    ``relax_masks`` masks, and shows a progress bar with ``progress``."""
     from .explainers import explainer
 
-    options = {"relax": {"n_masks": relax_masks, "seed": seed}}
+    options = {"relax": {"n_masks": relax_masks, "seed": seed, "progress": progress}}
     return {
         (model, method): explainer(method, models[model], upsample=upsample, precision=precision, **options.get(method, {}))
         for model, method in pairs
@@ -195,12 +196,17 @@ def two_object_coverage(
     threshold: float = 0.5,
     batch_size: int = 16,
     device: str = "cpu",
+    progress: bool = False,
 ) -> dict[str, Tensor]:
     """``object_coverage`` of every explainer over all items of ``dataset`` with exactly two object
-    masks (item key "masks"); column name -> (N, 2). Items with another number of objects are skipped."""
+    masks (item key "masks"); column name -> (N, 2). Items with another number of objects are skipped.
+    ``progress`` shows a bar over the batches."""
+    from .progress import progress_bar
+
     parts: dict[str, list[Tensor]] = {name: [] for name in explainers}
     found = 0
-    for start in range(0, len(dataset), batch_size):
+    starts = range(0, len(dataset), batch_size)
+    for start in progress_bar(starts, desc="coverage", unit="batch", disable=not progress):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         items = [item for item in items if len(item["masks"]) == 2]
         found += len(items)

@@ -458,7 +458,7 @@ def _run_batches(
 ) -> dict[tuple[Pair, int], pd.DataFrame]:
     """Every chunk of the run, read where a valid one exists, else computed under a claim by this
     process or waited for while another live process holds its claim."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     n_items = len(dataset)
 
@@ -485,7 +485,7 @@ def _run_batches(
             break
         if bar is None:
             total = sum(len(indices(b)) * len(ps) for b, ps in missing.items())
-            bar = tqdm(total=total, unit="img", desc=f"rank {rank}", position=rank, disable=not progress)
+            bar = progress_bar(total=total, unit="img", desc=f"evaluate, rank {rank}", position=rank, disable=not progress)
         worked = False
         for batch, batch_pairs in missing.items():
             claimed = [pair for pair in batch_pairs if store.claim(pair, batch)]

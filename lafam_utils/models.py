@@ -1,4 +1,5 @@
-"""Models by name: the paper's supervised ResNet50 and the Lightning Bolts SimCLR and SwAV encoders.
+"""Models by name: the paper's supervised ResNet50 and the Lightning Bolts SimCLR and SwAV encoders
+(and, through ``ssl_releases``, six official self-supervised ResNet50 releases).
 
 All three are torchvision ResNet50s, so a layer name ("layer4", "layer3.5.conv3") means the same
 in each; the self-supervised encoders replace ``fc`` by their embedding. Weights come from the web
@@ -99,6 +100,9 @@ def load_model(
       Any other torchvision classification model (``"resnet18"``, ``"vgg16"``, ...) by its name,
       with torchvision's default weights or ``weights="<enum name>"`` (e.g. ``"IMAGENET1K_V2"``).
       Classifiers carry ``model.class_names`` (the 1000 ImageNet categories).
+    - ``"dino-resnet50"``, ``"mocov2"``, ``"mocov3-resnet50"``, ``"barlowtwins"``, ``"vicreg"``,
+      ``"swav-fair"``: the official ResNet50 releases of these self-supervised methods
+      (``lafam_utils.ssl_releases``); ``embedding="backbone"`` (default) or ``"projection"``.
     - ``"simclr"``, ``"swav"``: the Bolts ImageNet ResNet50 encoders, forward -> (B, D) embedding.
       ``embedding="backbone"``: pooled 2048-d layer4 features; ``"projection"``: the 128-d
       L2-normalised projection-head output. Defaults are the embeddings the paper's RELAX used:
@@ -117,21 +121,25 @@ def load_model(
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
-    if embedding is not None and name not in BOLTS_URLS:
-        raise ValueError(f"embedding= applies to {', '.join(BOLTS_URLS)} only, not {name!r}")
+    from .ssl_releases import RELEASES, load_release
+
+    if embedding is not None and name not in (*BOLTS_URLS, *RELEASES):
+        raise ValueError(f"embedding= applies to {', '.join((*BOLTS_URLS, *RELEASES))} only, not {name!r}")
     if name in SHAPES_MODELS:
         from .shapes_models import load_shapes_model
 
         return load_shapes_model(name, weights=weights, checkpoint=checkpoint, device=device)
     if name in BOLTS_URLS:
         model = _bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)
+    elif name in RELEASES:
+        model = load_release(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)
     elif name in TORCHVISION_MODELS:
         model = _torchvision_classifier(name, weights, checkpoint, trust_checkpoint, weights_dir)
     else:
-        close = difflib.get_close_matches(name, (*BOLTS_URLS, *SHAPES_MODELS, *TORCHVISION_MODELS), n=5)
+        close = difflib.get_close_matches(name, (*BOLTS_URLS, *RELEASES, *SHAPES_MODELS, *TORCHVISION_MODELS), n=5)
         hint = f" Close matches: {', '.join(close)}." if close else ""
         raise ValueError(
-            f"unknown model {name!r}.{hint} Known: {', '.join(BOLTS_URLS)}, {', '.join(SHAPES_MODELS)} "
+            f"unknown model {name!r}.{hint} Known: {', '.join((*BOLTS_URLS, *RELEASES, *SHAPES_MODELS))} "
             "and torchvision's classification models (torchvision.models.list_models())."
         )
     model.eval()
@@ -393,16 +401,18 @@ def check_hash(path: Path, url: str) -> None:
     _VERIFIED.add(key)
 
 
-def fetch(url: str, directory: str | Path | None = None) -> Path:
+def fetch(url: str, directory: str | Path | None = None, file_name: str | None = None) -> Path:
     """The cached copy of ``url`` in ``directory`` (default ``torch.hub.get_dir()/checkpoints``),
     downloaded on first use; a cached file whose name carries a hash prefix is checked against it
     (``check_hash``).
+
+    It is cached under the URL's file name, or ``file_name`` where releases share one (``resnet50.pth``).
 
     A failed download raises ``DownloadError`` naming the URL, the file it is expected as, and the
     two ways around it: place the file there, or pass ``checkpoint=`` to ``load_model``.
     """
     directory = Path(directory) if directory is not None else Path(torch.hub.get_dir()) / "checkpoints"
-    path = directory / Path(urlparse(url).path).name
+    path = directory / (file_name or Path(urlparse(url).path).name)
     if path.is_file():
         check_hash(path, url)
         return path

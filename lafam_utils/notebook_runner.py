@@ -5,6 +5,11 @@
 
 Each notebook ``notebooks/NN_*.ipynb`` is executed in order with the parameters injected after
 its ``parameters`` cell; the executed copies (with outputs) go to ``runs/<parameter set>/``.
+The terminal shows one line per notebook, a bar over its cells, and the cells' own output as it
+comes: their progress bars (evaluation images/s and ETA, RELAX masks, training steps) are plain
+text there (``$LAFAM_PROGRESS=text``), redrawn at most every ``$TQDM_MININTERVAL`` seconds
+(default 5), so a log holds a few lines per minute.
+
 A failing notebook stops the series with its name and the failing cell's error; the notebooks
 already executed keep their outputs. Relative paths in a parameter set (data roots, output
 folders) are taken from the repository root (``repo_path``), whatever the working directory.
@@ -16,7 +21,12 @@ starts, with the list of valid names.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +34,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+HEADLESS_ENV = {"LAFAM_PROGRESS": "text", "TQDM_MININTERVAL": "5"}
+"""Environment of the kernels the runner starts (a variable already set keeps its value)."""
 
 
 class NotebookFailed(RuntimeError):
@@ -36,10 +48,39 @@ def repo_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def lab_metadata() -> dict[str, Any]:
+    """The notebook metadata JupyterLab writes once this environment's Python kernel has started:
+    the kernelspec and ipykernel's ``language_info`` (this Python's version included).
+
+    ``language_info`` is spelled out rather than read from ``ipykernel.ipkernel``: importing that
+    module makes ``tqdm.auto`` pick its notebook bar in the importing process.
+    """
+    from ipykernel.kernelspec import KERNEL_NAME, get_kernel_dict
+
+    spec = get_kernel_dict()
+    return {
+        "kernelspec": {"display_name": spec["display_name"], "language": spec["language"], "name": KERNEL_NAME},
+        "language_info": {
+            "codemirror_mode": {"name": "ipython", "version": 3},
+            "file_extension": ".py",
+            "mimetype": "text/x-python",
+            "name": "python",
+            "nbconvert_exporter": "python",
+            "pygments_lexer": "ipython3",
+            "version": platform.python_version(),
+        },
+    }
+
+
 def strip_outputs(notebooks: list[Path]) -> list[Path]:
-    """Remove outputs, execution counts and run metadata from ``notebooks`` in place; return those changed."""
+    """Clear outputs, execution counts and run metadata of ``notebooks`` in place; return those changed.
+
+    The files are written in the form JupyterLab 4 saves (nbformat 4.5 with cell ids, indent 1,
+    sorted keys, a final newline, ``lab_metadata``), so opening one in Lab leaves it unmodified.
+    """
     import nbformat
 
+    metadata = lab_metadata()
     changed = []
     for path in notebooks:
         original = path.read_text()
@@ -51,6 +92,7 @@ def strip_outputs(notebooks: list[Path]) -> list[Path]:
                 cell.outputs = []
                 cell.execution_count = None
         notebook.metadata.pop("papermill", None)
+        notebook.metadata.update(metadata)
         stripped = nbformat.writes(notebook) + "\n"
         if stripped != original:
             path.write_text(stripped)
@@ -104,41 +146,67 @@ def numbered_notebooks(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = No
     return notebooks
 
 
+@contextmanager
+def headless_environment() -> Iterator[None]:
+    """``HEADLESS_ENV`` for the kernels started inside the block; the caller's environment comes back after."""
+    saved = {name: os.environ.get(name) for name in HEADLESS_ENV}
+    for name, value in HEADLESS_ENV.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_series(
     params_file: str | Path,
     output_dir: str | Path | None = None,
     only: list[str] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
-    log_output: bool = False,
+    stream_output: bool = True,
 ) -> list[Path]:
-    """Execute the numbered notebooks with one parameter set; return the executed copies."""
+    """Execute the numbered notebooks with one parameter set; return the executed copies.
+
+    ``stream_output`` writes the cells' output (and their text progress bars) to this process's
+    stdout and stderr while they run.
+    """
     import papermill
+    import tqdm  # noqa: F401  tqdm reads $TQDM_* once, at import: this process keeps its own settings
     from papermill.exceptions import PapermillExecutionError
 
     params = load_params(params_file)
     check_params(params, numbered_notebooks(notebooks_dir), params_file)
     out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / Path(params_file).stem
     out.mkdir(parents=True, exist_ok=True)
+    notebooks = numbered_notebooks(notebooks_dir, only)
     executed = []
-    for notebook in numbered_notebooks(notebooks_dir, only):
-        target = out / notebook.name
-        print(f"running {notebook.name} -> {target}", flush=True)
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(target),
-                parameters=params,
-                cwd=str(notebook.parent),
-                kernel_name="python3",
-                progress_bar=False,
-                log_output=log_output,
-            )
-        except PapermillExecutionError as err:
-            raise NotebookFailed(
-                f"{notebook.name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue}\n"
-                f"executed copy with the traceback: {target}"
-            ) from None
-        executed.append(target)
+    with headless_environment():
+        for number, notebook in enumerate(notebooks, start=1):
+            target = out / notebook.name
+            print(f"[{number}/{len(notebooks)}] running {notebook.name} -> {target}", flush=True)
+            start = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(target),
+                    parameters=params,
+                    cwd=str(notebook.parent),
+                    kernel_name="python3",
+                    progress_bar={"desc": f"{notebook.stem} cells", "leave": True},
+                    stdout_file=sys.stdout if stream_output else None,
+                    stderr_file=sys.stderr if stream_output else None,
+                )
+            except PapermillExecutionError as err:
+                raise NotebookFailed(
+                    f"{notebook.name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue}\n"
+                    f"executed copy with the traceback: {target}"
+                ) from None
+            print(f"[{number}/{len(notebooks)}] {notebook.name} done in {time.perf_counter() - start:.0f} s", flush=True)
+            executed.append(target)
     if not executed:
         print(f"no numbered notebooks found in {notebooks_dir}", flush=True)
     return executed
@@ -149,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default=str(NOTEBOOKS_DIR / "params" / "demo.yaml"), help="YAML parameter set")
     parser.add_argument("--output", default=None, help="folder for executed notebooks (default runs/<set>)")
     parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to run, e.g. 01 05")
-    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    parser.add_argument("--quiet", action="store_true", help="do not stream the cells' output to the terminal")
     parser.add_argument("--strip", action="store_true", help="clear the outputs of notebooks/NN_*.ipynb and exit")
     args = parser.parse_args(argv)
     if args.strip:
@@ -157,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stripped {path.relative_to(REPO_ROOT)}")
         return 0
     try:
-        run_series(args.params, args.output, args.only, log_output=args.log_output)
+        run_series(args.params, args.output, args.only, stream_output=not args.quiet)
     except (NotebookFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -19,12 +19,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from .ssl_releases import TITLES as RELEASE_TITLES
 from .transforms import to_display
 
 MODEL_TITLES = {
     "resnet50": "ResNet50",
     "simclr": "SimCLR",
     "swav": "SwAV",
+    **RELEASE_TITLES,
     "shapes-supervised": "Shapes supervised",
     "shapes-simclr": "Shapes SimCLR",
     "shapes-simclr-background": "Shapes SimCLR-bg",

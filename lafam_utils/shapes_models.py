@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
+from .progress import progress_bar
 from .synthetic import SHAPE_CLASSES, SyntheticShapes
 
 Objective = Literal["supervised", "simclr"]
@@ -239,7 +239,7 @@ def train_shapes_model(
         generator = torch.Generator().manual_seed(config.seed)
         model.train().to(memory_format=torch.channels_last)
         batches = DataLoader(_TrainingBatches(config), batch_size=None, num_workers=workers)
-        bar = tqdm(batches, desc=f"shapes-{objective}", disable=not progress)
+        bar = progress_bar(batches, desc=f"shapes-{objective}", disable=not progress)
         for images, others, labels in bar:
             images = images.contiguous(memory_format=torch.channels_last)
             if objective == "supervised":

@@ -23,6 +23,7 @@ import pandas as pd
 from scipy.stats import wilcoxon
 
 from .evaluation import METRIC_NAMES
+from .ssl_releases import TITLES as RELEASE_TITLES
 
 Rounding = Literal["round", "truncate"]
 PAPER_METRIC_ORDER = (
@@ -39,6 +40,7 @@ DISPLAY_NAMES = {
     "resnet50": "ResNet50",
     "simclr": "SimCLR",
     "swav": "SwAV",
+    **RELEASE_TITLES,
     "gradcam": "Grad-CAM",
     "lafam": "LaFAM",
     "relax": "RELAX",

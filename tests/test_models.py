@@ -313,7 +313,7 @@ def test_bad_arguments_are_explained():
         lu.load_model("resnet5")
     with pytest.raises(ValueError, match="embedding must be one of"):
         lu.load_model("simclr", weights=None, embedding="logits")
-    with pytest.raises(ValueError, match="embedding= applies to simclr, swav only"):
+    with pytest.raises(ValueError, match="embedding= applies to simclr, swav, dino-resnet50, .*, swav-fair only"):
         lu.load_model("resnet50", weights=None, embedding="backbone")
     with pytest.raises(ValueError, match="IMAGENET1K_V2"):
         lu.load_model("resnet50", weights="imagenet")

@@ -1,5 +1,9 @@
 """The notebook series: committed clean, and executed headlessly with the smoke parameter set."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -38,7 +42,7 @@ def test_committed_notebook_has_one_parameters_cell_and_no_outputs(name):
     assert "papermill" not in notebook.metadata
 
 
-@pytest.mark.parametrize("name", ["demo", "smoke", "paper-voc", "paper-imagenet-s"])
+@pytest.mark.parametrize("name", ["demo", "smoke", "paper-voc", "paper-imagenet-s", "ssl-voc"])
 def test_parameter_sets_only_set_declared_parameters(name):
     declared = set()
     for path in numbered_notebooks():
@@ -52,6 +56,32 @@ def test_parameter_sets_only_set_declared_parameters(name):
 def test_repo_path_resolves_relative_paths_from_the_repository_root(tmp_path):
     assert repo_path("figures") == REPO_ROOT / "figures"
     assert repo_path(tmp_path) == tmp_path
+
+
+@pytest.mark.slow
+def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, monkeypatch):
+    """ssl-voc.yaml end to end on a small VOC tree in the official layout, every encoder random-init."""
+    from lafam_utils.ssl_releases import RELEASES
+    from test_datasets import write_voc
+
+    monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
+    write_voc(tmp_path / "voc")
+    params = yaml.safe_load((PARAMS_DIR / "ssl-voc.yaml").read_text())
+    assert params["encoders"] == list(RELEASES)
+    params.update(
+        data_root=str(tmp_path / "voc"), random_init=True, n_images=1, relax_masks=2, device="cpu", batch_size=4,
+        figures_dir=str(tmp_path / "figures"), results_dir=str(tmp_path / "results"),
+    )
+    params_file = tmp_path / "ssl-voc.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+
+    executed = run_series(params_file, tmp_path / "runs", only=["02", "03", "04", "05"])
+
+    assert [path.name for path in executed] == SERIES[1:]
+    summary = next((tmp_path / "results").glob("voc_paper*/**/summary.md")).read_text()
+    assert all(f"{release.title} RELAX" in summary and f"{release.title} LaFAM" in summary for release in RELEASES.values())
+    figures = {path.name for path in (tmp_path / "figures").iterdir()}
+    assert {"fig1_qualitative_voc.png", "fig2_multi_object_voc.png", "fig5_metric_distributions_voc.png"} <= figures
 
 
 def test_strip_outputs_clears_outputs_and_counts(tmp_path):
@@ -131,3 +161,63 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     run_dir = next(results.glob("synthetic_paper/*/summary.md")).parent
     assert (run_dir / "summary.md").read_text().startswith("| Metric |")
     assert (run_dir / "run.json").is_file() and (run_dir / "results.parquet").is_file()
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_notebook_defaults_are_the_demo_parameter_set(name):
+    defaults: dict = {}
+    exec(parameters_cells(nbformat.read(NOTEBOOKS_DIR / name, as_version=4))[0].source, {}, defaults)
+    demo = notebook_runner.load_params(PARAMS_DIR / "demo.yaml")
+    assert {key: defaults[key] for key in demo} == demo
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_committed_notebook_is_in_the_form_jupyterlab_saves(name):
+    text = (NOTEBOOKS_DIR / name).read_text()
+    notebook = nbformat.reads(text, as_version=4)
+    assert (notebook.nbformat, notebook.nbformat_minor) == (4, 5) and all(cell.get("id") for cell in notebook.cells)
+    assert text == nbformat.writes(notebook) + "\n"
+    expected = notebook_runner.lab_metadata()
+    assert notebook.metadata.kernelspec == expected["kernelspec"]
+    stored = {k: v for k, v in notebook.metadata.language_info.items() if k != "version"}
+    assert stored == {k: v for k, v in expected["language_info"].items() if k != "version"}
+
+
+def test_lab_metadata_is_what_the_kernel_reports():
+    script = "import json; from ipykernel.ipkernel import IPythonKernel; print(json.dumps(IPythonKernel.language_info))"
+    reported = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert notebook_runner.lab_metadata()["language_info"] == reported
+
+
+def test_strip_writes_the_jupyterlab_form(tmp_path):
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("1")], metadata={"language_info": {"name": "python"}}), path)
+    strip_outputs([path])
+    assert nbformat.read(path, as_version=4).metadata == notebook_runner.lab_metadata()
+    assert path.read_text().endswith("}\n")
+
+
+def test_headless_environment_makes_progress_text_and_restores_the_caller_environment(monkeypatch):
+    from lafam_utils.progress import PROGRESS_ENV, progress_bar
+
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    monkeypatch.setenv("TQDM_MININTERVAL", "30")
+    with notebook_runner.headless_environment():
+        assert os.environ[PROGRESS_ENV] == "text" and os.environ["TQDM_MININTERVAL"] == "30"
+        with progress_bar(total=1, disable=True) as bar:
+            assert type(bar).__module__ == "tqdm.std"
+    assert PROGRESS_ENV not in os.environ and os.environ["TQDM_MININTERVAL"] == "30"
+
+
+@pytest.mark.slow
+def test_the_runner_streams_cell_output_and_text_progress_bars(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    source = "from lafam_utils.progress import progress_bar\nprint('cell says hi')\nfor _ in progress_bar(range(3), desc='work'):\n    pass"
+    nbformat.write(new_notebook(cells=[new_code_cell(source)]), folder / "01_bar.ipynb")
+    params = tmp_path / "p.yaml"
+    params.write_text("{}")
+    run_series(params, tmp_path / "out", notebooks_dir=folder)
+    streamed = capsys.readouterr()
+    assert "[1/1] running 01_bar.ipynb" in streamed.out and "cell says hi" in streamed.out
+    assert "work: 100%" in streamed.err and "3/3" in streamed.err  # a text bar, not a widget

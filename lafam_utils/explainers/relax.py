@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..precision import Precision, memory_format
+from ..progress import progress_bar
 from .base import Explainer, Upsample
 
 Variant = Literal["paper", "original"]
@@ -47,7 +48,9 @@ class RELAX(Explainer):
     several images' masks share a forward when ``n_masks`` fits; the unmasked images' reference
     embeddings come from one forward of the whole batch. With ``precision="bf16"`` the encoder
     runs under bf16 autocast; the cosine similarities and the statistics are float32.
-    ``progress=True`` shows a bar. The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode.
+    ``progress=True`` shows a bar; ``on_progress(done, total)`` is called after each forward with
+    the masked images done so far. The encoder maps (B, 3, H, W) images to (B, D) embeddings and
+    should be in eval mode.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class RELAX(Explainer):
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         super().__init__(encoder, layer=None, upsample=upsample, threshold=threshold, precision=precision)
         if variant not in DEFAULT_MASKS:
@@ -76,6 +80,7 @@ class RELAX(Explainer):
             raise ValueError(f"p (the probability of keeping a cell) must lie in (0, 1], got {p}")
         self.variant, self.n_masks, self.cells, self.p = variant, n_masks, cells, p
         self.batch_size, self.seed, self.progress = batch_size, seed, progress
+        self.on_progress = on_progress
         self.importance: Tensor | None = None
         self.uncertainty: Tensor | None = None
         self.u_relax: Tensor | None = None
@@ -132,7 +137,8 @@ class RELAX(Explainer):
         images_per_forward = max(1, per_forward // self.n_masks)
         resolution = (self.cells, self.cells) if self.variant == "paper" else size
         importance, uncertainty = [], []
-        bar = tqdm(total=len(x) * self.n_masks, desc="RELAX", unit="mask", disable=not self.progress)
+        done, total = 0, len(x) * self.n_masks
+        bar = progress_bar(total=total, desc="RELAX", unit="mask", disable=not self.progress)
         with torch.no_grad(), bar:
             for images, references in zip(x.split(images_per_forward), reference.split(images_per_forward)):
                 weight = torch.full(resolution, WEIGHT_FLOOR, device=x.device)
@@ -146,7 +152,10 @@ class RELAX(Explainer):
                     embeddings = embeddings.view(len(images), len(weights), -1)
                     scores = F.cosine_similarity(references[:, None], embeddings, dim=2)
                     weight, mean, spread = weighted_update(weight, mean, spread, scores, weights)
+                    done += scores.numel()
                     bar.update(scores.numel())
+                    if self.on_progress is not None:
+                        self.on_progress(done, total)
                 importance.append(mean)
                 uncertainty.append(spread / weight)
         self.importance, self.uncertainty = torch.cat(importance), torch.cat(uncertainty)
