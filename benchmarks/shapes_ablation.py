@@ -45,6 +45,11 @@ def variants() -> dict[str, object]:
         f"two independent backgrounds per image, {control.steps} steps": replace(control, backgrounds="independent"),
         "both, 300 steps": replace(shipped, steps=300),
         f"both, {shipped.steps} steps (shapes-simclr, shipped)": lambda: load_shapes_model("shapes-simclr"),
+        "both, whole-image windows (crop 224), 600 steps": replace(shipped, crop=224, steps=600),
+        "both, whole-image windows, batch 64, 300 steps": replace(shipped, crop=224, batch_size=64, steps=300),
+        "both, temperature 0.5, 300 steps": replace(shipped, temperature=0.5, steps=300),
+        "both, temperature 0.5, batch 64, 300 steps": replace(shipped, temperature=0.5, batch_size=64, steps=300),
+        "both, temperature 0.5, batch 128, 150 steps": replace(shipped, temperature=0.5, batch_size=128, steps=150),
         "random-init encoder": lambda: load_shapes_model("shapes-simclr", weights=None),
     }
 
