@@ -148,6 +148,7 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
         "walkthrough_steps",
         "walkthrough_methods",
         "walkthrough_explorer",
+        "walkthrough_background_control",
         "fig1_qualitative",
         "fig2_multi_object",
         "fig3_misclassified",
