@@ -116,6 +116,18 @@ TORCHVISION_LAYOUT = Layout(
 BACKBONE_ONLY = Layout("backbone only, torchvision names without fc (the default download)", None, "", head="fc.")
 
 
+def full_checkpoint(**unused: str) -> Layout:
+    """Barlow Twins' and VICReg's training checkpoint: ``model`` holds ``module.backbone.`` and
+    ``module.projector.``; ``unused`` names further prefixes that no embedding uses."""
+    return Layout(
+        "full checkpoint (epoch, model, optimizer)",
+        container="model",
+        backbone="module.backbone.",
+        head="module.projector.",
+        unused=unused,
+    )
+
+
 @dataclass(frozen=True)
 class Release:
     """An official ResNet50 release: where it is, how its file is laid out, its head, its recipe."""
@@ -234,13 +246,7 @@ RELEASES: dict[str, Release] = {
             file_name="barlowtwins_ljng_resnet50.pth",
             layouts=(
                 BACKBONE_ONLY,
-                Layout(
-                    "full checkpoint (epoch, model, optimizer)",
-                    container="model",
-                    backbone="module.backbone.",
-                    head="module.projector.",
-                    unused={"module.bn.": "affine-free BatchNorm of the loss's cross-correlation"},
-                ),
+                full_checkpoint(**{"module.bn.": "affine-free BatchNorm of the loss's cross-correlation"}),
             ),
             head=barlowtwins_head,
             head_file="https://dl.fbaipublicfiles.com/barlowtwins/ljng/checkpoint.pth",
@@ -260,12 +266,7 @@ RELEASES: dict[str, Release] = {
             file_name="vicreg_resnet50.pth",
             layouts=(
                 BACKBONE_ONLY,
-                Layout(
-                    "full checkpoint (epoch, model, optimizer)",
-                    container="model",
-                    backbone="module.backbone.",
-                    head="module.projector.",
-                ),
+                full_checkpoint(),
             ),
             head=vicreg_head,
             head_file="https://dl.fbaipublicfiles.com/vicreg/resnet50_fullckpt.pth",
