@@ -122,11 +122,15 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     if it holds exactly one run. Use it to look at a partial run; ``evaluate`` verifies each chunk.
     """
     run_dir = Path(results_dir)
-    if not (run_dir / MANIFEST).exists():
+    if not run_store.is_run_folder(run_dir):
         runs = run_store.run_folders(run_dir)
         if len(runs) != 1:
             found = ", ".join(p.name for p in runs) or "none"
-            raise FileNotFoundError(f"{run_dir} is not a run folder (no {MANIFEST}); expected one run below it, found: {found}")
+            older = " (its run.json has no run identity: written by an older version; run evaluate again)"
+            raise FileNotFoundError(
+                f"{run_dir} is not a run folder{older if (run_dir / MANIFEST).exists() else ''}; "
+                f"expected one run below it, found: {found}"
+            )
         run_dir = runs[0]
     files = sorted((run_dir / CHUNKS).glob("*.parquet"))
     if not files:

@@ -334,9 +334,17 @@ class RunStore:
         self._claim_path(pair, batch).unlink(missing_ok=True)
 
 
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a ``run.json`` with a run identity (older versions wrote none)."""
+    try:
+        return "identity_sha256" in json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def run_folders(results_dir: str | Path) -> list[Path]:
-    """The run folders (those holding a ``run.json``) directly under ``results_dir``."""
-    return sorted(path.parent for path in Path(results_dir).glob(f"*/{MANIFEST}"))
+    """The run folders (a ``run.json`` with a run identity) directly under ``results_dir``."""
+    return sorted(path.parent for path in Path(results_dir).glob(f"*/{MANIFEST}") if is_run_folder(path.parent))
 
 
 __all__ = [
@@ -347,6 +355,7 @@ __all__ = [
     "dataset_ids",
     "factory_settings",
     "identity_hash",
+    "is_run_folder",
     "plain",
     "run_folders",
     "weights_fingerprint",

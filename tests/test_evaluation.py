@@ -152,6 +152,19 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     pd.testing.assert_frame_equal(without_time(first), without_time(second))
 
 
+def test_a_folder_of_an_older_version_is_never_read_as_a_run(reference, tmp_path):
+    """Older versions kept run.json (no identity) and chunks directly in results_dir."""
+    stale = reference.assign(AUC=0.0)
+    (tmp_path / "chunks").mkdir()
+    stale.to_parquet(tmp_path / "chunks" / f"{PAIRS[0][0]}__{PAIRS[0][1]}__000000.parquet", index=False)
+    (tmp_path / "run.json").write_text(json.dumps({"dataset": "ToyDataset", "pairs": [list(p) for p in PAIRS]}))
+    with pytest.raises(FileNotFoundError, match="older version"):
+        load_results(tmp_path)
+    table = run(tmp_path, ToyDataset(n=10, broken=(4,)))
+    pd.testing.assert_frame_equal(without_time(table), without_time(reference))
+    pd.testing.assert_frame_equal(without_time(load_results(tmp_path)), without_time(reference))
+
+
 def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
 
