@@ -38,18 +38,24 @@ def variants() -> dict[str, object]:
     """Row label -> recipe (a ``TrainConfig``), or a callable giving the model directly."""
     shipped = RECIPES["shapes-simclr"][1]
     control = RECIPES["shapes-simclr-background"][1]
+    both = replace(shipped, colours="shared", second_window="same")
     return {
         f"object-centred crops, one background per image ({control.steps} steps; shapes-simclr-background)": control,
         f"as above, {4 * control.steps} steps": replace(control, steps=4 * control.steps),
         f"random windows of the whole image, {control.steps} steps": replace(control, window="random"),
         f"two independent backgrounds per image, {control.steps} steps": replace(control, backgrounds="independent"),
-        "both, 300 steps": replace(shipped, steps=300),
-        f"both, {shipped.steps} steps (shapes-simclr, shipped)": lambda: load_shapes_model("shapes-simclr"),
-        "both, whole-image windows (crop 224), 600 steps": replace(shipped, crop=224, steps=600),
-        "both, whole-image windows, batch 64, 300 steps": replace(shipped, crop=224, batch_size=64, steps=300),
-        "both, temperature 0.5, 300 steps": replace(shipped, temperature=0.5, steps=300),
-        "both, temperature 0.5, batch 64, 300 steps": replace(shipped, temperature=0.5, batch_size=64, steps=300),
-        "both, temperature 0.5, batch 128, 150 steps": replace(shipped, temperature=0.5, batch_size=128, steps=150),
+        "both, 300 steps": replace(both, steps=300),
+        "both, 1000 steps (shapes-simclr of the previous release)": replace(both, steps=1000),
+        "both, whole-image windows (crop 224), 600 steps": replace(both, crop=224, steps=600),
+        "both, whole-image windows, batch 64, 300 steps": replace(both, crop=224, batch_size=64, steps=300),
+        "both, temperature 0.5, 300 steps": replace(both, temperature=0.5, steps=300),
+        "both, temperature 0.5, batch 64, 300 steps": replace(both, temperature=0.5, batch_size=64, steps=300),
+        "both, temperature 0.5, batch 128, 150 steps": replace(both, temperature=0.5, batch_size=128, steps=150),
+        "both + independent object colours, 300 steps": replace(both, colours="independent", steps=300),
+        "both + a window of its own per view, 300 steps": replace(both, second_window="own", steps=300),
+        "all four, 300 steps": replace(shipped, steps=300),
+        "all four, 1000 steps": replace(shipped, steps=1000),
+        f"all four, {shipped.steps} steps (shapes-simclr, shipped)": lambda: load_shapes_model("shapes-simclr"),
         "random-init encoder": lambda: load_shapes_model("shapes-simclr", weights=None),
     }
 

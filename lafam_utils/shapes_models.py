@@ -76,7 +76,8 @@ class ShapesNet(nn.Module):
 
 
 Window = Literal["object", "contains", "random"]
-Backgrounds = Literal["shared", "independent"]
+ViewFactor = Literal["shared", "independent"]
+SecondWindow = Literal["same", "own"]
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,11 @@ class TrainConfig:
     scale) and cut to a ``crop`` window, which costs ``(crop / size)**2`` of full images. ``window`` places it:
     ``"object"`` centred on the object (jittered by up to a quarter of the window), ``"contains"``
     anywhere the whole object fits (the object at a random place; centred on it when it does not
-    fit), ``"random"`` anywhere in the image (no mask used). ``backgrounds="independent"`` gives
-    the two SimCLR views of an image the same objects on two independent backgrounds (rendered so,
-    no label used); ``"shared"``: both views are augmentations of one image.
+    fit), ``"random"`` anywhere in the image (no mask used). The two SimCLR views of an image are
+    augmentations of one rendering unless: ``backgrounds="independent"``, the second view shows
+    the objects on an independent background; ``colours="independent"``, painted in independent
+    colours (both rendered so: same geometry, no label used); ``second_window="own"``, the second
+    view is cut at its own window (placed by ``window``), not at the first view's.
     """
 
     size: int = 224
@@ -100,13 +103,18 @@ class TrainConfig:
     temperature: float = 0.2
     seed: int = 0
     window: Window = "random"
-    backgrounds: Backgrounds = "shared"
+    backgrounds: ViewFactor = "shared"
+    colours: ViewFactor = "shared"
+    second_window: SecondWindow = "same"
 
     def __post_init__(self) -> None:
         if self.window not in ("object", "contains", "random"):
             raise ValueError(f"window must be 'object', 'contains' or 'random', got {self.window!r}")
-        if self.backgrounds not in ("shared", "independent"):
-            raise ValueError(f"backgrounds must be 'shared' or 'independent', got {self.backgrounds!r}")
+        for name in ("backgrounds", "colours"):
+            if getattr(self, name) not in ("shared", "independent"):
+                raise ValueError(f"{name} must be 'shared' or 'independent', got {getattr(self, name)!r}")
+        if self.second_window not in ("same", "own"):
+            raise ValueError(f"second_window must be 'same' or 'own', got {self.second_window!r}")
 
     def digest(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -114,7 +122,10 @@ class TrainConfig:
 
 RECIPES: dict[str, tuple[Objective, TrainConfig]] = {
     "shapes-supervised": ("supervised", TrainConfig(crop=192, steps=800, window="contains")),
-    "shapes-simclr": ("simclr", TrainConfig(steps=1000, window="random", backgrounds="independent")),
+    "shapes-simclr": (
+        "simclr",
+        TrainConfig(steps=3000, window="random", backgrounds="independent", colours="independent", second_window="own"),
+    ),
     "shapes-simclr-background": ("simclr", TrainConfig(steps=150, window="object", backgrounds="shared")),
 }
 """The shipped models' recipes. ``shapes-simclr-background`` is the negative control: views cut
@@ -124,8 +135,8 @@ SHAPES_MODELS = tuple(RECIPES)
 
 
 class _TrainingBatches(Dataset):
-    """Batch ``step``: windows of fresh single-object images (never the evaluation seeds), the same
-    windows of the second views (other backgrounds, or the same images) and the labels."""
+    """Batch ``step``: windows of fresh single-object images (never the evaluation seeds), windows
+    of their second views (see ``TrainConfig``) and the labels."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -154,12 +165,18 @@ class _TrainingBatches(Dataset):
         crop, b = min(self.config.crop, self.config.size), self.config.batch_size
         rng = np.random.default_rng([self.config.seed, step])
         first, second, labels = [], [], []
+        config = self.config
+        rerender = config.backgrounds == "independent" or config.colours == "independent"
         for i in range(step * b, (step + 1) * b):
             item = self.data[i]
-            top, left = self._window(item["mask"].numpy(), rng)
-            cut = (slice(None), slice(top, top + crop), slice(left, left + crop))
-            first.append(item["image"][cut])
-            second.append(self.data.item(i, background=0)["image"][cut] if self.config.backgrounds == "independent" else first[-1])
+            mask = item["mask"].numpy()
+            windows = [self._window(mask, rng) for _ in range(2 if config.second_window == "own" else 1)]
+            cuts = [(slice(None), slice(top, top + crop), slice(left, left + crop)) for top, left in windows]
+            first.append(item["image"][cuts[0]])
+            view = self.data.item(
+                i, background=0 if config.backgrounds == "independent" else None, colours=0 if config.colours == "independent" else None,
+            )["image"] if rerender else item["image"]
+            second.append(view[cuts[-1]])
             labels.append(item["label_ids"][0])
         return torch.stack(first), torch.stack(second), torch.tensor(labels)
 
@@ -266,9 +283,12 @@ class ShippedModelError(RuntimeError):
 
 def model_file_bytes(model: ShapesNet, objective: Objective, config: TrainConfig) -> bytes:
     """The bytes of a model file: tensors and plain values only (``torch.load(weights_only=True)``),
-    the same bytes for the same weights whatever the file is called."""
+    the same bytes for the same weights and recipe whatever the file is called. The recipe is
+    stored as freshly decoded JSON values: pickle writes one object once, so equal strings that
+    happen to be one object (interned literals) would otherwise change the bytes."""
     buffer = io.BytesIO()
-    torch.save({"state_dict": model.state_dict(), "objective": objective, "config": asdict(config)}, buffer)
+    recipe = json.loads(json.dumps(asdict(config)))
+    torch.save({"state_dict": model.state_dict(), "objective": objective, "config": recipe}, buffer)
     return buffer.getvalue()
 
 

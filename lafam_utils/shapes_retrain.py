@@ -15,7 +15,7 @@ import hashlib
 import time
 
 from . import shapes_models
-from .shapes_models import RECIPES, ShapesNet, load_shapes_model, model_file_bytes, read_manifest, ship_model, train_shapes_model
+from .shapes_models import RECIPES, ShapesNet, ShippedModelError, load_shapes_model, model_file_bytes, read_manifest, ship_model, train_shapes_model
 from .shapes_quality import model_quality
 
 
@@ -43,11 +43,16 @@ def retrain(name: str, ship: bool = False, progress: bool = True) -> ShapesNet:
         print(f"{name}: bit-identical to the shipped {directory / (name + '.pt')}")
     else:
         rows = {"retrained": model_quality(model)}
-        if shipped is not None:
-            rows["shipped"] = model_quality(load_shapes_model(name))
+        try:
+            shipped_model = load_shapes_model(name) if shipped is not None else None
+        except ShippedModelError as error:
+            print(f"{name}: the shipped file cannot be compared: {error}")
+            shipped_model = None
+        if shipped_model is not None:
+            rows["shipped"] = model_quality(shipped_model)
             rows["difference"] = {k: rows["retrained"][k] - rows["shipped"][k] for k in rows["retrained"]}
             print(f"{name}: differs from the shipped file (sha256 {shipped}):")
-        else:
+        elif shipped is None:
             print(f"{name}: no shipped file to compare with")
         print(quality_table(rows))
     if ship:

@@ -5,8 +5,9 @@ smooth textured background with pixel noise. Masks are exact: an object's mask i
 pixels painted in its colour (pixel centres inside the shape, no anti-aliasing), minus what a
 later object or occluder covers. Item ``i`` is computed from ``(seed, split, i)`` alone, so any
 number of images is available without storing them. ``item(i, background=b)`` renders the same
-objects on an independent background (texture and noise drawn from ``(seed, split, i, b)``), so
-two views of one scene can share the objects and nothing else.
+objects on an independent background (texture and noise drawn from ``(seed, split, i, b)``), and
+``item(i, colours=c)`` paints them in independent colours (drawn from ``(seed, split, i, c)``), so
+two views of one scene can share the objects' geometry and nothing else.
 
 Splits:
 - ``"single"``: one object (radius 14-30 % of the image side), for the localisation metrics.
@@ -21,7 +22,7 @@ Splits:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -213,19 +214,27 @@ class SyntheticShapes(Dataset):
         ]
         return distractors + [place(kind, 0.1, 0.18, (0, 0, 1, 1))], rng
 
-    def render(self, index: int, background: int | None = None) -> tuple[np.ndarray, np.ndarray, list[Shape]]:
+    def render(
+        self, index: int, background: int | None = None, colours: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, list[Shape]]:
         """Item ``index`` before normalisation: (3, size, size) image in [0, 1], the (size, size)
         int64 owner map (object number in painting order among the class objects, -1 background,
         -2 distractor) and the class objects.
 
         ``background=None`` draws the texture and noise from the scene's own generator (the
-        dataset's image); an int ``b >= 0`` draws them from ``(seed, split, index, b)`` instead:
+        dataset's image); an int ``b >= 0`` draws them from ``(seed, split, index, 1, b)`` instead:
         the same objects on a background that says nothing about the item or another ``b``.
+        ``colours=None`` keeps the scene's colours; an int ``c >= 0`` repaints every shape in a
+        colour drawn from ``(seed, split, index, 2, c)``: same geometry, independent colours.
         """
+        for name, value in (("background", background), ("colours", colours)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be None or a non-negative int, got {value!r}")
         shapes, rng = self.scene(index)
+        if colours is not None:
+            palette = np.random.default_rng([self.seed, SPLITS.index(self.split), index, 2, colours])
+            shapes = [replace(sh, color=_vivid_color(palette)) for sh in shapes]
         if background is not None:
-            if not isinstance(background, int) or background < 0:
-                raise ValueError(f"background must be None or a non-negative int, got {background!r}")
             rng = np.random.default_rng([self.seed, SPLITS.index(self.split), index, 1, background])
         image = _background(rng, self.size)
         owner = np.full((self.size, self.size), -1, dtype=np.int64)
@@ -241,10 +250,10 @@ class SyntheticShapes(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.item(index)
 
-    def item(self, index: int, background: int | None = None) -> dict[str, Any]:
-        """Item ``index`` (``ds[index]``), or with ``background=b`` its objects on background ``b``
-        (see ``render``)."""
-        image, owner, objects = self.render(index, background)
+    def item(self, index: int, background: int | None = None, colours: int | None = None) -> dict[str, Any]:
+        """Item ``index`` (``ds[index]``), or with ``background=b`` its objects on background ``b``,
+        with ``colours=c`` in colours ``c`` (see ``render``)."""
+        image, owner, objects = self.render(index, background, colours)
         image = (image - _MEAN) / _STD
         return {
             "image": torch.from_numpy(image),

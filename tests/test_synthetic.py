@@ -61,6 +61,24 @@ def test_background_views_share_the_objects_and_nothing_else():
         noisy.render(0, background=-1)
 
 
+def test_colour_views_share_geometry_and_background_but_not_colours():
+    ds = lu.SyntheticShapes(6, "hard", size=64, noise=0.0)
+    for i in range(len(ds)):
+        (image, owner, objects), (view, view_owner, view_objects) = ds.render(i), ds.render(i, colours=0)
+        assert np.array_equal(owner, view_owner)
+        assert [(o.kind, o.center, o.radius, o.angle) for o in objects] == [(o.kind, o.center, o.radius, o.angle) for o in view_objects]
+        assert all(o.color != v.color for o, v in zip(objects, view_objects))
+        assert np.array_equal(image[:, owner == -1], view[:, owner == -1])
+        for k, o in enumerate(view_objects):
+            assert np.allclose(view[:, owner == k], np.asarray(o.color, dtype=np.float32)[:, None])
+    both, owner, _ = ds.render(2, background=1, colours=1)
+    assert np.array_equal(both, ds.render(2, background=1, colours=1)[0])
+    assert not np.array_equal(both, ds.render(2, background=1, colours=2)[0])
+    assert np.array_equal(ds.render(2, background=1)[0][:, owner == -1], both[:, owner == -1])
+    with pytest.raises(ValueError, match="colours must be"):
+        ds.render(0, colours=1.5)
+
+
 def test_single_split_has_one_object_whose_mask_is_its_shape():
     ds = lu.SyntheticShapes(12, "single", size=64)
     for i in range(len(ds)):
