@@ -56,8 +56,15 @@ def variants() -> dict[str, object]:
         "all four, 300 steps": replace(shipped, steps=300),
         "all four, 1000 steps": replace(shipped, steps=1000),
         f"all four, {shipped.steps} steps (shapes-simclr, shipped)": lambda: load_shapes_model("shapes-simclr"),
-        "random-init encoder": lambda: load_shapes_model("shapes-simclr", weights=None),
+        "random-init encoder (torch seed 0)": random_init_encoder,
     }
+
+
+def random_init_encoder() -> torch.nn.Module:
+    """``shapes-simclr``'s architecture at the init of torch seed 0, whatever ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return load_shapes_model("shapes-simclr", weights=None)
 
 
 def random_map_row(n_images: int = 300, size: int = 224) -> dict[str, float]:
