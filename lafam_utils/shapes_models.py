@@ -162,21 +162,20 @@ class _TrainingBatches(Dataset):
         return corner[0], corner[1]
 
     def __getitem__(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
-        crop, b = min(self.config.crop, self.config.size), self.config.batch_size
-        rng = np.random.default_rng([self.config.seed, step])
-        first, second, labels = [], [], []
         config = self.config
-        rerender = config.backgrounds == "independent" or config.colours == "independent"
+        crop, b = min(config.crop, config.size), config.batch_size
+        background = 0 if config.backgrounds == "independent" else None
+        colours = 0 if config.colours == "independent" else None
+        rng = np.random.default_rng([config.seed, step])
+        first, second, labels = [], [], []
         for i in range(step * b, (step + 1) * b):
             item = self.data[i]
             mask = item["mask"].numpy()
             windows = [self._window(mask, rng) for _ in range(2 if config.second_window == "own" else 1)]
             cuts = [(slice(None), slice(top, top + crop), slice(left, left + crop)) for top, left in windows]
+            view = item if background is None and colours is None else self.data.item(i, background=background, colours=colours)
             first.append(item["image"][cuts[0]])
-            view = self.data.item(
-                i, background=0 if config.backgrounds == "independent" else None, colours=0 if config.colours == "independent" else None,
-            )["image"] if rerender else item["image"]
-            second.append(view[cuts[-1]])
+            second.append(view["image"][cuts[-1]])
             labels.append(item["label_ids"][0])
         return torch.stack(first), torch.stack(second), torch.tensor(labels)
 
