@@ -226,6 +226,16 @@ def test_training_is_deterministic_cached_and_respects_lafam_cache(tmp_path, mon
     assert TrainConfig(size=32, steps=2, batch_size=4, seed=1).digest() != TINY.digest()
 
 
+def test_model_file_bytes_depend_on_weights_and_recipe_only():
+    model = ShapesNet(None)
+    recipe = RECIPES["shapes-simclr"][1]
+    decoded = TrainConfig(**json.loads(json.dumps(asdict(recipe))))  # equal strings, other objects
+    assert decoded is not recipe and decoded.colours is not recipe.backgrounds
+    data = model_file_bytes(model, "simclr", recipe)
+    assert data == model_file_bytes(model, "simclr", decoded)
+    assert data != model_file_bytes(model, "simclr", replace(recipe, steps=recipe.steps + 1))
+
+
 @pytest.mark.slow
 def test_a_reduced_run_of_the_supervised_recipe_learns():
     supervised = train_shapes_model("supervised", replace(RECIPES["shapes-supervised"][1], size=64, crop=48, steps=200), progress=False, workers=0)
