@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,17 @@ class Explainer(ABC):
     forward under bf16 autocast, images in channels_last; the model is not modified) or
     ``"auto"`` (bf16 where ``x``'s device has native bf16 arithmetic). Subclasses run their model
     calls inside ``self.forward_context(x)`` and compute everything else in float32.
+
+    Class attributes: ``name`` (the registry key, ``lu.explainer(name, model)``), ``title`` (the
+    display name in tables and figures), ``needs_labels`` (explains a class score: the model must
+    return class logits, and ``__call__`` takes ``target``) and ``needs_layer`` (False for methods
+    that treat the model as a black box, like RELAX).
     """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    needs_labels: ClassVar[bool] = False
+    needs_layer: ClassVar[bool] = True
 
     def __init__(
         self,

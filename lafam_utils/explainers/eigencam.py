@@ -6,8 +6,10 @@ import torch
 from torch import Tensor
 
 from .base import ActivationExplainer
+from .registry import register
 
 
+@register
 class EigenCAM(ActivationExplainer):
     """``M = Up(N(ReLU(±(A - mean A) v_1)))``, ``v_1`` the first right singular vector per image.
 
@@ -18,6 +20,9 @@ class EigenCAM(ActivationExplainer):
     (the LaFAM map), keeping the object bright. The ReLU keeps the positive side, as in
     pytorch-grad-cam; a constant feature map gives a zero map. No labels, no gradients, no graph.
     """
+
+    name = "eigencam"
+    title = "EigenCAM"
 
     def from_activations(self, acts: Tensor) -> Tensor:
         acts = acts.float()

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..hooks import capture, layer_name
 from .base import Explainer, check_feature_map
+from .registry import register
 
 Target = int | str | Sequence[int] | Sequence[str] | Tensor | None
 
@@ -57,6 +58,7 @@ def resolve_targets(target: Target, logits: Tensor, class_names: Sequence[str] |
     return targets.long()
 
 
+@register
 class GradCAM(Explainer):
     """``M = Up(N(ReLU(sum_k w_k A^k)))`` with ``w_k`` the spatial mean of ``d y_c / d A^k``.
 
@@ -71,6 +73,10 @@ class GradCAM(Explainer):
     bf16; the gradient weighting runs in float32. The batch's class scores share one backward
     pass, which keeps images independent when the model is in eval mode (batch norm with running statistics).
     """
+
+    name = "gradcam"
+    title = "Grad-CAM"
+    needs_labels = True
 
     targets: Tensor | None = None
     logits: Tensor | None = None

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..precision import Precision, memory_format
 from ..progress import progress_bar
 from .base import Explainer, Upsample
+from .registry import register
 
 Variant = Literal["paper", "original"]
 DEFAULT_MASKS = {"paper": 2048, "original": 3000}
@@ -29,6 +30,7 @@ is all zero, not float noise stretched to full contrast."""
 WEIGHT_FLOOR = 1e-10  # the reference's initial sum of weights: a never-kept region scores 0, not NaN
 
 
+@register
 class RELAX(Explainer):
     """``R = sum_m s_m m / (sum_m m + eps)``, ``s_m = cos(f(x), f(x * m))``, then ``M = Up(N(R))``.
 
@@ -52,6 +54,10 @@ class RELAX(Explainer):
     the masked images done so far. The encoder maps (B, 3, H, W) images to (B, D) embeddings and
     should be in eval mode.
     """
+
+    name = "relax"
+    title = "RELAX"
+    needs_layer = False
 
     def __init__(
         self,
