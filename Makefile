@@ -3,7 +3,7 @@
 # make test-browser - run notebook 01 in JupyterLab in headless Chromium (needs /usr/bin/chromium)
 # make lab   - JupyterLab at the repository root, opened on notebooks/
 # make bench - run the speed and memory benchmarks
-# make models - retrain the shipped shapes models from their recipes and compare with data/models
+# make models - retrain the shipped shapes models from their recipes and compare with lafam_utils/shapes/weights
 #               (MODELS_ARGS=--ship replaces the shipped files and their manifest entries)
 # The virtual environment .venv is (re)built when pyproject.toml or constraints.txt change.
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m lafam_utils.notebook_runner --params $(PARAMS)
+	$(BIN)/python -m lafam_utils.notebook.runner --params $(PARAMS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 models: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m lafam_utils.shapes_retrain $(MODELS_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m lafam_utils.shapes.retrain $(MODELS_ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks

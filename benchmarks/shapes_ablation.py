@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lafam_utils.shapes_models import RECIPES, load_shapes_model, train_shapes_model  # noqa: E402
-from lafam_utils.shapes_quality import EVAL_SEED, localisation, model_quality  # noqa: E402
-from lafam_utils.synthetic import SyntheticShapes  # noqa: E402
+from lafam_utils.shapes.quality import EVAL_SEED, localisation, model_quality  # noqa: E402
+from lafam_utils.shapes.dataset import SyntheticShapes  # noqa: E402
 
 COLUMNS = (
     "LaFAM Pointing-Game", "LaFAM AUC", "LaFAM Relevance Rank Accuracy", "LaFAM Sparseness",

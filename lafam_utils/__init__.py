@@ -1,7 +1,10 @@
 """LaFAM: label-free activation maps, and the tools to compare them with Grad-CAM, RELAX and EigenCAM.
 
-Names are imported on first use, so ``import lafam_utils`` stays fast and a notebook only pays
-for what it touches.
+The small core: ``hooks`` (capture a layer), ``explainers`` (one base, a method per module,
+registered by name) and ``filters`` (the paper's subset rules). Around it, the pipeline's stages:
+``datasets`` -> ``models`` -> ``explainers`` -> ``metrics`` -> ``evaluation`` -> ``report``, the
+synthetic benchmark in ``shapes``, the paper's setup in ``paper`` and the notebook layer in
+``notebook``. Names are imported on first use, so ``import lafam_utils`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,38 +16,35 @@ __version__ = "0.1.0"
 
 _NAMES = {
     "Explainer": "explainers",
+    "ActivationExplainer": "explainers",
     "LaFAM": "explainers",
     "GradCAM": "explainers",
     "RELAX": "explainers",
     "EigenCAM": "explainers",
     "explainer": "explainers",
     "explain_func": "explainers",
+    "register": "explainers",
     "load_model": "models",
-    "SyntheticShapes": "synthetic",
+    "SyntheticShapes": "shapes",
     "evaluate": "evaluation",
-    "summarize": "summary",
+    "summarize": "report.summary",
     "capture": "hooks",
     "native_bf16": "precision",
 }
 _SUBMODULES = (
-    "analysis",
     "datasets",
     "evaluation",
     "explainers",
-    "explorer",
     "filters",
     "hooks",
     "metrics",
     "models",
-    "notebook_runner",
-    "plotting",
+    "notebook",
+    "paper",
     "precision",
     "progress",
-    "shared_forward",
-    "ssl_releases",
-    "summary",
-    "synthetic",
-    "transforms",
+    "report",
+    "shapes",
 )
 
 __all__ = sorted(_NAMES) + list(_SUBMODULES)

@@ -130,7 +130,7 @@ def test_agreement_measure_reports_bounds_on_a_small_model():
     for pair in ("net/gradcam", "net/lafam"):
         r = result[pair]
         assert r["images"] == 4 and 0 <= r["median_map_difference"] <= r["max_map_difference"] < 0.1
-        assert set(r["metrics_x100"]) == set(lu.evaluation.METRIC_NAMES)
+        assert set(r["metrics_x100"]) == set(lu.metrics.METRIC_NAMES)
         assert r["within_bound"] == (r["largest_mean_difference_points"] <= agreement.BOUND_POINTS)
         # the bound the full measurement checks, here on a small random-init model
         assert r["within_bound"] and r["pointing_game_flips"] == 0

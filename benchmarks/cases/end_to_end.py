@@ -9,7 +9,7 @@ per metric per image.
 from __future__ import annotations
 
 import lafam_utils as lu
-from lafam_utils.shared_forward import explain_together
+from lafam_utils.explainers.shared_forward import explain_together
 
 from . import Case, Comparison, Contenders, Settings, image_size, images, resnet50
 from .metrics import maps_and_masks

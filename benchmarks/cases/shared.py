@@ -18,7 +18,7 @@ from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
 import lafam_utils as lu
-from lafam_utils.evaluation import PAPER_PAIRS
+from lafam_utils.paper import PAPER_PAIRS
 from lafam_utils.explainers import minmax_normalize, upsample_maps
 
 from . import Case, Comparison, Contenders, Settings, image_size, probe_masks

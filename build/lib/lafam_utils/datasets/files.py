@@ -1,0 +1,110 @@
+"""Reading the datasets' files: PNG masks of class ids, images that must decode, file stats.
+
+Every problem becomes a ``DataFileError`` naming the file and what was expected, so an index can
+skip the file and report it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+"""What Pillow raises for a corrupt, truncated or implausibly large file."""
+
+
+class DataFileError(ValueError):
+    """A dataset file that cannot be used: the message names the file and what was expected."""
+
+
+def open_png(path: Path, modes: tuple[str, ...], what: str) -> np.ndarray:
+    """Decode a PNG mask; raise DataFileError unless it is a readable PNG of one of ``modes``."""
+    try:
+        with Image.open(path) as png:
+            if png.format != "PNG":
+                raise DataFileError(f"{path}: expected a PNG {what}, got {png.format} data")
+            if png.mode not in modes:
+                raise DataFileError(f"{path}: expected a PNG {what} of mode {' or '.join(modes)}, got mode {png.mode}")
+            return np.array(png)
+    except DataFileError:
+        raise
+    except UNREADABLE as error:
+        raise DataFileError(f"{path}: expected a PNG {what}, cannot read it ({error})") from None
+
+
+def read_voc_labels(path: Path) -> np.ndarray:
+    """(H, W) class ids of a VOC SegmentationClass PNG (palette or grayscale: 0..20, 255 void)."""
+    return open_png(path, ("P", "L"), "of class ids (VOC palette)")
+
+
+def read_imagenet_s_labels(path: Path) -> np.ndarray:
+    """(H, W) class ids of an ImageNet-S mask: id = R + 256 * G (0 background, 1000 ignore)."""
+    rgb = open_png(path, ("RGB", "RGBA"), "with class ids as R + 256 * G")
+    return rgb[..., 0].astype(np.int32) + 256 * rgb[..., 1].astype(np.int32)
+
+
+def decoded_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image that decodes to its end; a truncated or corrupt file raises.
+
+    JPEGs are decoded at 1/8 scale (``Image.draft``: the decoder still reads every coded block,
+    so truncation is found, at about half the cost of a full decode)."""
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            if image.format == "JPEG":
+                image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            image.load()
+            return size
+    except UNREADABLE as error:
+        raise DataFileError(f"{path}: expected an image file that decodes, cannot decode it ({error})") from None
+
+
+def check_sizes(mask: Path | str, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """Raise unless the mask has the image's (width, height), or its aspect ratio at another scale up
+    to rounding (ImageNet-S stores the masks of very large images at 1000 pixels on the longer side)."""
+    (mw, mh), (iw, ih) = mask_size, image_size
+    rescaled = mw != iw and mh != ih and abs(mw * ih - iw * mh) <= max(iw, ih)
+    if (mw, mh) != (iw, ih) and not rescaled:
+        raise DataFileError(f"{mask}: expected a mask of the image's size {iw}x{ih} (or aspect ratio), got {mw}x{mh}")
+
+
+def load_image(path: Path, mask_size: tuple[int, int], mask: Path) -> Image.Image:
+    """Decode an image to RGB (a truncated file fails here) and check it against its mask."""
+    try:
+        with Image.open(path) as file:
+            image = file.convert("RGB")
+    except UNREADABLE as error:
+        raise DataFileError(f"{path}: expected an image file, cannot read it ({error})") from None
+    check_sizes(mask, mask_size, image.size)
+    return image
+
+
+def file_stat(path: str) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a file, or None if there is no such file."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_size, status.st_mtime_ns) if stat.S_ISREG(status.st_mode) else None
+
+
+def missing_file(path: Path, what: str, layout: str) -> FileNotFoundError:
+    """The error for a missing dataset file or folder: what was expected, and the expected layout."""
+    return FileNotFoundError(f"{path} does not exist; expected {what}. Expected layout:\n{layout}")
+
+
+__all__ = [
+    "DataFileError",
+    "check_sizes",
+    "decoded_size",
+    "file_stat",
+    "load_image",
+    "missing_file",
+    "open_png",
+    "read_imagenet_s_labels",
+    "read_voc_labels",
+]

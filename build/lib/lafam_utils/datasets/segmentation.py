@@ -1,0 +1,137 @@
+"""The base of VOC 2012 and ImageNet-S: an index of masks, the paper's subsets, and items.
+
+Each dataset first indexes its masks (``index_cache``): one row per image with the object classes
+in the mask (background and the ignore label left out), their pixel counts and the image's file.
+A bad file (unreadable, truncated, implausibly large, wrong format, mask without image) is skipped
+with a warning and listed in ``dataset.skipped``.
+
+Items are dicts: ``"image"`` (3, size, size) float, ImageNet-normalised; ``"mask"`` (size, size)
+bool, the pixels of the image's object classes; ``"masks"`` (n_classes, size, size) bool, one per
+class in the order of ``"labels"`` (class names) and ``"label_ids"`` (the dataset's class ids);
+``"id"``. Image and masks share the paper's geometry (``lafam_utils.datasets.transforms``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from .files import check_sizes, decoded_size, load_image
+from .index_cache import build_index
+from .transforms import preprocess_image, preprocess_mask
+
+Subset = str | Callable[[pd.DataFrame], pd.DataFrame] | None
+"""A subset rule: a name of the dataset's ``subsets``, a function of the index table, or None (all)."""
+
+
+class SegmentationDataset(Dataset):
+    """Shared by VOC2012 and ImageNetS: the index table, its cache, subsets and items.
+
+    Attributes: ``table`` (the selected images, one row per item), ``full_table`` (every usable
+    image before the subset rule), ``skipped`` (file and reason of each file left out),
+    ``class_names`` (position = class id).
+    """
+
+    subsets: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {}
+    ignore: int
+    item_columns: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        entries: pd.DataFrame,
+        subset: Subset,
+        size: int,
+        cache_files: Sequence[Path],
+        read_labels: Callable[[Path], np.ndarray],
+        class_names: Sequence[str],
+    ) -> None:
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        select = self._select(subset)
+        self.size, self.read_labels, self.class_names = size, read_labels, tuple(class_names)
+        rows = self._classify(build_index(entries, self._read_facts, cache_files))
+        ok = rows["error"] == ""
+        self.skipped = rows.loc[~ok, ["id", "error"]].rename(columns={"error": "reason"}).reset_index(drop=True)
+        self.full_table = self._describe(rows[ok].drop(columns="error"))
+        self.table = select(self.full_table).reset_index(drop=True)
+        if len(self.skipped):
+            listed = "\n  ".join(self.skipped["reason"].head(10))
+            more = f"\n  ... and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
+            warnings.warn(
+                f"{type(self).__name__}: skipped {len(self.skipped)} of {len(rows)} images (see .skipped):\n  {listed}{more}",
+                stacklevel=3,
+            )
+
+    def _select(self, subset: Subset) -> Callable[[pd.DataFrame], pd.DataFrame]:
+        if subset is None:
+            return lambda table: table
+        if callable(subset):
+            return subset
+        if subset not in self.subsets:
+            raise ValueError(f"subset must be one of {[*self.subsets, None]} or a function of the index table, got {subset!r}")
+        return self.subsets[subset]
+
+    def _read_facts(self, mask: Path, image: Path) -> dict[str, Any]:
+        """The label values in one mask, their pixel counts and its size; the image is decoded once to
+        find truncated or corrupt files before a run does (the index's only reads)."""
+        labels = self.read_labels(mask)
+        check_sizes(mask, labels.shape[::-1], decoded_size(image))
+        counts = np.bincount(labels.ravel())
+        values = np.flatnonzero(counts)
+        return {"values": values.tolist(), "pixels": counts[values].tolist(), "height": labels.shape[0], "width": labels.shape[1]}
+
+    def _classify(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Object classes (``class_ids``, ``class_pixels``) from each mask's label values; a value
+        that is neither a class, the background nor the ignore label makes the row an error."""
+        class_ids, class_pixels, errors = [], [], []
+        for values, pixels, mask, error in zip(rows["values"], rows["pixels"], rows["mask_path"], rows["error"]):
+            histogram = dict(zip(map(int, values), map(int, pixels))) if not error else {}
+            bad = [v for v in histogram if v >= len(self.class_names) and v != self.ignore]
+            if bad:
+                error = f"{mask}: expected class ids 0..{len(self.class_names) - 1} or {self.ignore} (ignore), got {bad}"
+            objects = [v for v in histogram if 0 < v < len(self.class_names)]
+            class_ids.append(tuple(objects))
+            class_pixels.append(tuple(histogram[v] for v in objects))
+            errors.append(error)
+        return rows.drop(columns=["values", "pixels"]).assign(class_ids=class_ids, class_pixels=class_pixels, error=errors)
+
+    def _describe(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The index table: ``dataset_idx`` (position among all entries), ``id``, ``labels`` (class
+        names), file paths, ``class_ids``, ``class_pixels``, mask ``height`` and ``width``."""
+        table = rows.astype({"height": int, "width": int})
+        table.insert(2, "labels", table["class_ids"].map(lambda ids: tuple(self.class_names[i] for i in ids)))
+        return table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.table.iloc[index]
+        mask_path = Path(row["mask_path"])
+        labels = self.read_labels(mask_path)
+        image = load_image(Path(row["image_path"]), labels.shape[::-1], mask_path)
+        labels = preprocess_mask(labels, self.size)
+        ids = torch.tensor(row["class_ids"], dtype=labels.dtype).reshape(-1, 1, 1)
+        masks = labels[None] == ids
+        return {
+            "image": preprocess_image(image, self.size),
+            "mask": masks.any(dim=0),
+            "masks": masks,
+            "labels": row["labels"],
+            "label_ids": row["class_ids"],
+            "id": row["id"],
+            **{column: row[column] for column in self.item_columns},
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} images of {len(self.full_table)}, {len(self.skipped)} skipped)"
+
+
+__all__ = ["SegmentationDataset", "Subset"]

@@ -1,0 +1,29 @@
+"""Saliency explainers sharing one base: a batch in, one [0, 1] map per image out.
+
+Each method is a short subclass of ``Explainer`` (or ``ActivationExplainer``) that registers by
+name with ``@register``; importing this package registers the built-in ones.
+"""
+
+from .base import ActivationExplainer, Explainer, minmax_normalize, upsample_maps
+from .registry import EXPLAINERS, explain_func, explainer, explainer_class, method_title, register
+from .lafam import LaFAM
+from .gradcam import GradCAM
+from .relax import RELAX
+from .eigencam import EigenCAM
+
+__all__ = [
+    "ActivationExplainer",
+    "EXPLAINERS",
+    "EigenCAM",
+    "Explainer",
+    "GradCAM",
+    "LaFAM",
+    "RELAX",
+    "explain_func",
+    "explainer",
+    "explainer_class",
+    "method_title",
+    "minmax_normalize",
+    "register",
+    "upsample_maps",
+]

@@ -1,0 +1,166 @@
+"""The base every explainer shares: a batch in, one map per image out, normalised and upsampled."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..hooks import LayerSpec, find_layer, layer_output
+from ..precision import Precision, check_precision, forward_context, memory_format, resolve_precision
+
+Upsample = Literal["nearest", "bilinear"] | None
+UPSAMPLE_MODES = ("nearest", "bilinear", None)
+
+
+def check_images(x: Any) -> None:
+    """Raise a clear error unless ``x`` is a float32 (B, 3, H, W) tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected images as a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
+    if x.dtype != torch.float32:
+        raise TypeError(
+            f"expected float32 images (32-bit floating-point), got dtype {x.dtype}; convert them with x.float() "
+            "(explainers take float32 inputs whatever precision they compute in)"
+        )
+    if x.shape[0] == 0:
+        raise ValueError("expected at least one image, got an empty batch")
+
+
+def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
+    """Raise a clear error unless a layer's output is a (B, C, h, w) feature map larger than 1x1."""
+    if acts.ndim != 4:
+        raise ValueError(
+            f"layer {layer!r} gives output of shape {tuple(acts.shape)}; expected a (B, C, h, w) "
+            "feature map from a convolutional layer"
+        )
+    if acts.shape[-2:] == (1, 1):
+        raise ValueError(
+            f"layer {layer!r} gives a 1x1 map, which cannot localise anything: choose a layer with a spatial "
+            "map (not a pooling or fully connected layer), or larger images (these are smaller than the "
+            "network's stride up to that layer)"
+        )
+
+
+def minmax_normalize(maps: Tensor) -> Tensor:
+    """Rescale each map of a (B, h, w) batch to [0, 1]; a constant map becomes all zeros."""
+    flat = maps.flatten(1)
+    low = flat.min(dim=1).values
+    span = flat.max(dim=1).values - low
+    scale = torch.where(span > 0, 1.0 / span.clamp_min(torch.finfo(span.dtype).tiny), 0.0)
+    return ((flat - low[:, None]) * scale[:, None]).view_as(maps)
+
+
+def upsample_maps(maps: Tensor, size: tuple[int, int], mode: Upsample) -> Tensor:
+    """Resize (B, h, w) maps to ``size`` with nearest or bilinear interpolation; None keeps them."""
+    if mode is None or tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
+
+
+class Explainer(ABC):
+    """Base of all explainers: ``explainer(x)`` maps (B, 3, H, W) images to (B, H, W) maps in [0, 1].
+
+    Subclasses implement ``layer_maps`` (raw maps at the layer's resolution); the base normalises
+    each map to [0, 1] (min-max per image), upsamples it to the input size (``upsample``:
+    ``"nearest"``, ``"bilinear"`` or ``None`` for the layer resolution) and, with ``threshold``,
+    sets values below it to 0. Maps are float32 and stay on the device of ``x``.
+
+    ``precision`` (``lafam_utils.precision``): ``"fp32"`` (default), ``"bf16"`` (the model's
+    forward under bf16 autocast, images in channels_last; the model is not modified) or
+    ``"auto"`` (bf16 where ``x``'s device has native bf16 arithmetic). Subclasses run their model
+    calls inside ``self.forward_context(x)`` and compute everything else in float32.
+
+    Class attributes: ``name`` (the registry key, ``lu.explainer(name, model)``), ``title`` (the
+    display name in tables and figures), ``needs_labels`` (explains a class score: the model must
+    return class logits, and ``__call__`` takes ``target``) and ``needs_layer`` (False for methods
+    that treat the model as a black box, like RELAX).
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    needs_labels: ClassVar[bool] = False
+    needs_layer: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec | None = "layer4",
+        upsample: Upsample = "nearest",
+        threshold: float | None = None,
+        precision: Precision = "fp32",
+    ) -> None:
+        check_precision(precision)
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1] or be None, got {threshold}")
+        self.model = model
+        self.layer = layer
+        if layer is not None:  # None: methods that explain the whole model (RELAX)
+            find_layer(model, layer)
+        self.upsample = upsample
+        self.threshold = threshold
+        self.precision = precision
+
+    def resolved_precision(self, device: torch.device) -> Literal["fp32", "bf16"]:
+        """This explainer's precision on ``device`` ("auto" decided there)."""
+        return resolve_precision(self.precision, device)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """``x`` in the memory format of this explainer's precision on its device (channels_last for bf16)."""
+        return memory_format(x, self.resolved_precision(x.device))
+
+    def forward_context(self, x: Tensor) -> AbstractContextManager:
+        """The context the model's forward runs in: bf16 autocast on ``x``'s device for bf16."""
+        return forward_context(self.resolved_precision(x.device), x.device)
+
+    @abstractmethod
+    def layer_maps(self, x: Tensor, **kwargs: Any) -> Tensor:
+        """Raw (B, h, w) maps at the layer's resolution, before normalisation."""
+
+    def __call__(self, x: Tensor, **kwargs: Any) -> Tensor:
+        check_images(x)
+        return self.finish(self.layer_maps(self.prepare(x), **kwargs), tuple(x.shape[-2:]))
+
+    def finish(self, raw: Tensor, size: tuple[int, int]) -> Tensor:
+        """Raw (B, h, w) maps -> float32 maps in [0, 1]: normalised, upsampled to ``size``, thresholded."""
+        maps = upsample_maps(minmax_normalize(raw.float()), size, self.upsample)
+        if self.threshold is not None:
+            maps = maps.masked_fill(maps < self.threshold, 0.0)
+        return maps
+
+    def activations(self, x: Tensor) -> Tensor:
+        """The layer's (B, C, h, w) output; the forward stops there and builds no autograd graph."""
+        with torch.no_grad(), self.forward_context(x):
+            acts = layer_output(self.model, self.layer, x)
+        check_feature_map(acts, self.layer)
+        return acts
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(layer={self.layer!r}, upsample={self.upsample!r}, "
+            f"threshold={self.threshold}, precision={self.precision!r})"
+        )
+
+
+class ActivationExplainer(Explainer):
+    """An explainer whose raw maps are a function of one layer's output alone (LaFAM, EigenCAM).
+
+    Subclasses implement ``from_activations``; the forward stops at the layer. A forward pass
+    shared with other explainers of the same model (``lafam_utils.shared_forward``) hands the
+    layer's output to ``from_activations`` directly.
+    """
+
+    @abstractmethod
+    def from_activations(self, acts: Tensor) -> Tensor:
+        """Raw (B, h, w) maps from the layer's (B, C, h, w) output (any float dtype), in float32."""
+
+    def layer_maps(self, x: Tensor) -> Tensor:
+        return self.from_activations(self.activations(x))

@@ -1,0 +1,206 @@
+"""RELAX (Wickstrøm et al.): explain an encoder's embedding by masking parts of the image.
+
+A region matters when hiding it moves the embedding: for random keep-masks ``m``, the score
+``s = cos(f(x), f(x * m))`` is averaged over the masks that kept each region.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..precision import Precision, memory_format
+from ..progress import progress_bar
+from .base import Explainer, Upsample
+from .registry import register
+
+Variant = Literal["paper", "original"]
+DEFAULT_MASKS = {"paper": 2048, "original": 3000}
+AUTO_BATCH_PIXELS = 64 * 224 * 224  # masked images per forward: 64 at 224x224 (ResNet50: +0.9 GB on CPU)
+SIMILARITY_TOLERANCE = 1e-4
+"""An image whose ``R`` varies by at most this share of its largest value (about 800 float32 steps
+near 1; the running mean's rounding stays near 1e-7) is taken as unchanged by the masking: its map
+is all zero, not float noise stretched to full contrast."""
+WEIGHT_FLOOR = 1e-10  # the reference's initial sum of weights: a never-kept region scores 0, not NaN
+
+
+@register
+class RELAX(Explainer):
+    """``R = sum_m s_m m / (sum_m m + eps)``, ``s_m = cos(f(x), f(x * m))``, then ``M = Up(N(R))``.
+
+    ``variant="paper"`` (default, the LaFAM paper's setup): ``n_masks=2048`` Bernoulli(``p``)
+    keep-masks on a ``cells`` x ``cells`` grid, nearest-upsampled; ``R`` lives on the grid.
+    ``variant="original"`` (Wickstrøm et al.): ``n_masks=3000`` grids upsampled bilinearly to
+    ``cells + 1`` cells and cropped at a random shift of up to one cell (RISE's soft masks);
+    ``R`` lives at the image's resolution. An image whose ``R`` is flat (its range at most
+    ``SIMILARITY_TOLERANCE`` of its largest value) gets an all-zero map and a warning: the encoder
+    ignored the masking, and min-max would stretch float noise to a full-contrast map.
+
+    After each call ``importance`` (R), ``uncertainty`` (the masks' weighted variance of ``s``,
+    ``sum_m m (s_m - R)^2 / sum_m m``) and ``u_relax`` (R where the uncertainty is at most its
+    per-image median, else 0) hold the raw (B, h, w) maps. The same ``seed`` gives the same masks
+    and bit-identical maps; every image of a batch gets the same masks. ``batch_size`` masked
+    images go through the encoder at once (None: about 64 at 224x224, scaled by the image area),
+    several images' masks share a forward when ``n_masks`` fits; the unmasked images' reference
+    embeddings come from one forward of the whole batch. With ``precision="bf16"`` the encoder
+    runs under bf16 autocast; the cosine similarities and the statistics are float32.
+    ``progress=True`` shows a bar; ``on_progress(done, total)`` is called after each forward with
+    the masked images done so far. The encoder maps (B, 3, H, W) images to (B, D) embeddings and
+    should be in eval mode.
+    """
+
+    name = "relax"
+    title = "RELAX"
+    needs_layer = False
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_masks: int | None = None,
+        cells: int = 7,
+        p: float = 0.5,
+        batch_size: int | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        variant: Variant = "paper",
+        upsample: Upsample = "nearest",
+        threshold: float | None = None,
+        precision: Precision = "fp32",
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        super().__init__(encoder, layer=None, upsample=upsample, threshold=threshold, precision=precision)
+        if variant not in DEFAULT_MASKS:
+            raise ValueError(f"variant must be one of {tuple(DEFAULT_MASKS)}, got {variant!r}")
+        n_masks = DEFAULT_MASKS[variant] if n_masks is None else n_masks
+        check_positive_int("n_masks", n_masks)
+        check_positive_int("cells", cells)
+        if batch_size is not None:
+            check_positive_int("batch_size", batch_size)
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"p (the probability of keeping a cell) must lie in (0, 1], got {p}")
+        self.variant, self.n_masks, self.cells, self.p = variant, n_masks, cells, p
+        self.batch_size, self.seed, self.progress = batch_size, seed, progress
+        self.on_progress = on_progress
+        self.importance: Tensor | None = None
+        self.uncertainty: Tensor | None = None
+        self.u_relax: Tensor | None = None
+
+    def sample_grids(self, size: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor]:
+        """The (n_masks, cells, cells) keep-grids and, for the original variant, (n_masks, 2) shifts."""
+        generator = torch.Generator().manual_seed(self.seed)
+        grids = (torch.rand(self.n_masks, self.cells, self.cells, generator=generator) < self.p).float()
+        cell = [math.ceil(side / self.cells) for side in size]
+        shifts = torch.stack([torch.randint(0, c, (self.n_masks,), generator=generator) for c in cell], dim=1)
+        return grids.to(device), shifts.to(device)
+
+    def masks(self, grids: Tensor, shifts: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """(n, H, W) masks to multiply the image with, and the (n, h, w) weights to average over."""
+        if self.variant == "paper":
+            return F.interpolate(grids[:, None], size=size, mode="nearest")[:, 0], grids
+        cell = [math.ceil(side / self.cells) for side in size]
+        big = [(self.cells + 1) * c for c in cell]
+        smooth = F.interpolate(grids[:, None], size=big, mode="bilinear", align_corners=False)[:, 0]
+        rows = shifts[:, :1] + torch.arange(size[0], device=grids.device)
+        cols = shifts[:, 1:] + torch.arange(size[1], device=grids.device)
+        index = torch.arange(len(grids), device=grids.device)[:, None, None]
+        masks = smooth[index, rows[:, :, None], cols[:, None, :]]
+        return masks, masks
+
+    def embed(self, images: Tensor) -> Tensor:
+        """The encoder's (B, D) embeddings in float32; anything else is a clear error."""
+        return self.as_embeddings(self.model(images), len(images))
+
+    @staticmethod
+    def as_embeddings(embeddings: object, count: int) -> Tensor:
+        """The encoder's output checked to be (count, D) embeddings, in float32."""
+        if not isinstance(embeddings, Tensor) or embeddings.ndim != 2 or len(embeddings) != count:
+            shape = tuple(embeddings.shape) if isinstance(embeddings, Tensor) else type(embeddings).__name__
+            raise ValueError(f"RELAX needs an encoder returning (B, D) embeddings for {count} images, got {shape}")
+        return embeddings.detach().float()
+
+    def layer_maps(self, x: Tensor) -> Tensor:
+        with torch.no_grad(), self.forward_context(x):
+            reference = self.embed(x)
+        return self.from_reference(x, reference)
+
+    def from_reference(self, x: Tensor, reference: Tensor) -> Tensor:
+        """Raw maps of ``x`` given the (B, D) embeddings of the unmasked images.
+
+        The reference embeddings come from one forward of the whole batch; a forward shared with
+        other explainers of the same encoder (``lafam_utils.shared_forward``) passes its output here.
+        """
+        size = tuple(x.shape[-2:])
+        precision = self.resolved_precision(x.device)
+        grids, shifts = self.sample_grids(size, x.device)
+        per_forward = self.batch_size or max(1, AUTO_BATCH_PIXELS // (size[0] * size[1]))
+        masks_per_forward = min(self.n_masks, per_forward)
+        images_per_forward = max(1, per_forward // self.n_masks)
+        resolution = (self.cells, self.cells) if self.variant == "paper" else size
+        importance, uncertainty = [], []
+        done, total = 0, len(x) * self.n_masks
+        bar = progress_bar(total=total, desc="RELAX", unit="mask", disable=not self.progress)
+        with torch.no_grad(), bar:
+            for images, references in zip(x.split(images_per_forward), reference.split(images_per_forward)):
+                weight = torch.full(resolution, WEIGHT_FLOOR, device=x.device)
+                mean = spread = torch.zeros(len(images), *resolution, device=x.device)
+                for start in range(0, self.n_masks, masks_per_forward):
+                    stop = start + masks_per_forward
+                    image_masks, weights = self.masks(grids[start:stop], shifts[start:stop], size)
+                    masked = (images[:, None] * image_masks[None, :, None].to(images.dtype)).flatten(0, 1)
+                    with self.forward_context(x):
+                        embeddings = self.embed(memory_format(masked, precision))
+                    embeddings = embeddings.view(len(images), len(weights), -1)
+                    scores = F.cosine_similarity(references[:, None], embeddings, dim=2)
+                    weight, mean, spread = weighted_update(weight, mean, spread, scores, weights)
+                    done += scores.numel()
+                    bar.update(scores.numel())
+                    if self.on_progress is not None:
+                        self.on_progress(done, total)
+                importance.append(mean)
+                uncertainty.append(spread / weight)
+        self.importance, self.uncertainty = torch.cat(importance), torch.cat(uncertainty)
+        unchanged = unchanged_by_masking(self.importance)
+        if unchanged.any():
+            self.importance = self.importance * ~unchanged[:, None, None]
+            warnings.warn(
+                f"RELAX: the encoder's embedding of image(s) {unchanged.nonzero().flatten().tolist()} did not "
+                f"change under masking (R flat within a relative {SIMILARITY_TOLERANCE:g}); their maps are all zero",
+                stacklevel=3,
+            )
+        median = self.uncertainty.flatten(1).median(dim=1).values
+        self.u_relax = self.importance * (self.uncertainty <= median[:, None, None])
+        return self.importance
+
+
+def unchanged_by_masking(importance: Tensor) -> Tensor:
+    """(B,) whether an image's ``R`` is flat: its range is at most ``SIMILARITY_TOLERANCE`` times its
+    largest absolute value (the masks left the similarity unchanged up to float noise)."""
+    flat = importance.flatten(1)
+    span = flat.amax(dim=1) - flat.amin(dim=1)
+    return span <= SIMILARITY_TOLERANCE * flat.abs().amax(dim=1)
+
+
+def check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def weighted_update(
+    weight: Tensor, mean: Tensor, spread: Tensor, scores: Tensor, masks: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Add n masks (n, h, w) with scores (b, n) to running weighted statistics (West's algorithm).
+
+    ``weight`` (h, w) = sum of masks, ``mean`` (b, h, w) = weighted mean score, ``spread`` (b, h, w)
+    = weighted sum of squared deviations; stable in float32, exact for any chunking of the masks.
+    """
+    scores = scores[:, :, None, None]
+    new_weight = weight + masks.sum(dim=0)
+    new_mean = mean + ((scores - mean[:, None]) * masks).sum(dim=1) / new_weight
+    spread = spread + ((scores - mean[:, None]) * (scores - new_mean[:, None]) * masks).sum(dim=1)
+    return new_weight, new_mean, spread

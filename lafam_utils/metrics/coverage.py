@@ -1,0 +1,92 @@
+"""Per-object coverage of multi-object scenes: does a map find every object, or only one?
+
+The paper shows this only by example (its Fig. 2); these functions measure it over every image
+of a dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+def object_coverage(maps: Tensor, object_masks: Tensor, threshold: float = 0.5) -> Tensor:
+    """Share of each object's pixels where the map is >= ``threshold``: (B, H, W), (B, K, H, W) -> (B, K).
+
+    An object with an empty mask gets NaN. Maps must be upsampled to the masks' size.
+    """
+    if maps.ndim != 3 or object_masks.ndim != 4 or object_masks.shape[0] != maps.shape[0]:
+        raise ValueError(
+            f"expected maps (B, H, W) and object masks (B, K, H, W), got {tuple(maps.shape)} and {tuple(object_masks.shape)}"
+        )
+    if object_masks.shape[-2:] != maps.shape[-2:]:
+        raise ValueError(
+            f"maps of size {tuple(maps.shape[-2:])} do not match masks of size {tuple(object_masks.shape[-2:])}; "
+            "upsample the maps to the image size"
+        )
+    objects = object_masks.bool()
+    hot = (maps >= threshold)[:, None] & objects
+    area = objects.flatten(2).sum(dim=2)
+    covered = hot.flatten(2).sum(dim=2).float() / area.clamp_min(1)
+    return covered.masked_fill(area == 0, float("nan"))
+
+
+def two_object_coverage(
+    dataset: Dataset,
+    explainers: Mapping[str, Callable[[Tensor], Tensor]],
+    threshold: float = 0.5,
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Tensor]:
+    """``object_coverage`` of every explainer over all items of ``dataset`` with exactly two object
+    masks (item key "masks"); column name -> (N, 2). Items with another number of objects are skipped.
+    ``progress`` shows a bar over the batches."""
+    from ..progress import progress_bar
+
+    parts: dict[str, list[Tensor]] = {name: [] for name in explainers}
+    found = 0
+    starts = range(0, len(dataset), batch_size)
+    for start in progress_bar(starts, desc="coverage", unit="batch", disable=not progress):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        items = [item for item in items if len(item["masks"]) == 2]
+        found += len(items)
+        if not items:
+            continue
+        images = torch.stack([item["image"] for item in items]).to(device)
+        objects = torch.stack([item["masks"] for item in items]).to(device)
+        for name, explain in explainers.items():
+            parts[name].append(object_coverage(explain(images), objects, threshold))
+    if not found:
+        raise ValueError("the dataset holds no item with exactly two object masks")
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+def coverage_table(coverage: Mapping[str, Tensor], both_at_least: float = 0.5) -> pd.DataFrame:
+    """Per column name, the mean coverage of the best- and least-covered object of each image, and
+    the share of images where every object is covered at least ``both_at_least``.
+
+    A method that finds all objects has a high least-covered mean; one that finds only the
+    predicted object has a high best-covered and a low least-covered mean.
+    """
+    rows = {}
+    for name, values in coverage.items():
+        per_object = values.detach().cpu().double().numpy()
+        valid = ~np.isnan(per_object).all(axis=1)
+        best = np.nanmax(per_object[valid], axis=1)
+        least = np.nanmin(per_object[valid], axis=1)
+        rows[name] = {
+            "best-covered object": best.mean(),
+            "least-covered object": least.mean(),
+            f"all objects >= {both_at_least:g}": (least >= both_at_least).mean(),
+            "images": int(valid.sum()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+__all__ = ["coverage_table", "object_coverage", "two_object_coverage"]

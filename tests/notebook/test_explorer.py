@@ -1,0 +1,104 @@
+"""The notebook explorer's logic, driven without a browser: one figure per view, a cache, the
+controls offered per model and method, and the busy state while a map is computed."""
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+import lafam_utils as lu
+from lafam_utils.notebook.explorer import Explorer
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    torch.manual_seed(0)
+    models = {name: lu.load_model(name, weights=None).eval() for name in ("shapes-supervised", "shapes-simclr")}
+    return Explorer(lu.SyntheticShapes(n=3, split="single", seed=0, size=64), models, relax_masks=8)
+
+
+def test_each_view_is_one_png_and_no_pyplot_figure(explorer):
+    before = plt.get_fignums()
+    explorer.index.value = 1
+    assert bytes(explorer.image.value).startswith(PNG_SIGNATURE)
+    assert [child for child in explorer.children if child is explorer.image] == [explorer.image]
+    assert plt.get_fignums() == before  # nothing left for the inline backend to show a second time
+
+
+def test_changing_image_or_method_changes_the_figure_and_going_back_hits_the_cache(explorer):
+    explorer.index.value = 0
+    first, computed, views = explorer.image.value, explorer.computed, explorer.views
+    explorer.method.value = "eigencam"
+    assert explorer.image.value != first and explorer.views == views + 1 and explorer.computed == computed + 1
+    explorer.index.value = 2
+    assert explorer.computed == computed + 2
+    hits = explorer.hits
+    explorer.index.value = 0
+    explorer.method.value = "lafam"
+    assert explorer.computed == computed + 2  # both views back on image 0 come from the cache
+    assert explorer.hits == hits + 2
+    assert explorer.image.value == first
+
+
+def test_sliders_act_on_release(explorer):
+    assert not explorer.index.continuous_update and not explorer.threshold.continuous_update
+
+
+def test_threshold_redraws_from_the_cache(explorer):
+    computed, image = explorer.computed, explorer.image.value
+    explorer.threshold.value = 0.5
+    assert explorer.computed == computed and explorer.image.value != image
+    explorer.threshold.value = 0.0
+    assert explorer.image.value == image
+
+
+def test_gradcam_only_for_classifiers_and_layer_disabled_for_relax(explorer):
+    explorer.model.value = "shapes-supervised"
+    explorer.method.value = "gradcam"
+    assert "gradcam" in explorer.method.options and not explorer.layer.disabled
+    explorer.model.value = "shapes-simclr"
+    assert "gradcam" not in explorer.method.options
+    assert explorer.method.value == "lafam"
+    explorer.method.value = "relax"
+    assert explorer.layer.disabled
+    assert explorer.key()[3] is None
+    explorer.method.value = "lafam"
+    assert not explorer.layer.disabled
+
+
+def test_relax_reports_progress_and_controls_are_disabled_while_computing(explorer, monkeypatch):
+    seen = []
+    report = explorer._report
+
+    def record(done, total):
+        seen.append((done, total, all(control.disabled for control in explorer.controls)))
+        report(done, total)
+
+    monkeypatch.setattr(explorer, "_report", record)
+    explorer.model.value = "shapes-simclr"
+    explorer.index.value = 1
+    explorer.method.value = "relax"
+    assert seen and seen[-1][:2] == (8, 8) and all(busy for *_, busy in seen)
+    assert explorer.bar.value == 1.0 and "RELAX" in explorer.status.value
+    assert not explorer.index.disabled and explorer.layer.disabled
+
+
+def test_title_names_the_image_and_the_prediction_of_a_classifier(explorer):
+    explorer.model.value = "shapes-supervised"
+    explorer.method.value = "lafam"
+    item = explorer.data[explorer.index.value]
+    title = explorer.title()
+    assert item["id"] in title and f"true: {', '.join(item['labels'])}" in title and "pred: " in title
+    explorer.model.value = "shapes-simclr"
+    assert "pred: " not in explorer.title()
+
+
+def test_figure_is_a_fixed_size_matplotlib_figure(explorer):
+    fig = explorer.figure()
+    assert tuple(fig.get_size_inches()) == (4.5, 4.8)
+
+
+def test_empty_dataset_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least one image"):
+        Explorer([], {"m": torch.nn.Identity()})
