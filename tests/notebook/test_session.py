@@ -6,6 +6,7 @@ import torch
 import lafam_utils as lu
 from lafam_utils.notebook import Params, setup
 from lafam_utils.notebook.paths import REPO_ROOT
+from lafam_utils.notebook.runner import load_params
 from lafam_utils.notebook.session import comparison_pairs, load_plugins
 
 
@@ -29,7 +30,7 @@ def test_params_reject_unknown_names_and_wrong_types():
 
 def test_every_parameter_set_is_valid():
     for path in sorted((REPO_ROOT / "notebooks" / "params").glob("*.yaml")):
-        Params.from_mapping(lu.notebook.runner.load_params(path), str(path))
+        Params.from_mapping(load_params(path), str(path))
 
 
 def test_setup_reads_the_namespace_and_loads_models_on_first_use(capsys):
