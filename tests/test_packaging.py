@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -19,10 +21,20 @@ print(json.dumps({"package": lu.__file__, "weights": str(WEIGHTS_DIR), "model": 
 """
 
 
+def source_copy(target: Path) -> Path:
+    """What a source distribution holds (pyproject.toml, README.md, the package), so the build writes nothing into the checkout."""
+    target.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, target / name)
+    shutil.copytree(REPO_ROOT / "lafam_utils", target / "lafam_utils", ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
 @pytest.mark.slow
 def test_the_built_wheel_installed_elsewhere_loads_the_shipped_models(tmp_path):
+    source = source_copy(tmp_path / "source")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(REPO_ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(source)],
         capture_output=True, text=True,
     )
     assert build.returncode == 0, build.stderr
