@@ -4,25 +4,17 @@ import pytest
 import torch
 
 from lafam_utils.datasets import opening
-
-
-class TwoObjects(torch.utils.data.Dataset):
-    """Items with two object masks (left and right half), or one object when ``index`` is odd."""
-
-    def __len__(self) -> int:
-        return 5
-
-    def __getitem__(self, index: int) -> dict:
-        masks = torch.zeros(2 if index % 2 == 0 else 1, 8, 8, dtype=torch.bool)
-        masks[0, :, :4] = True
-        masks[-1, :, 4:] = True
-        return {"image": torch.full((3, 8, 8), float(index)), "mask": masks.any(0), "masks": masks, "id": str(index)}
+from lafam_utils.shapes import SyntheticShapes
 
 
 def test_stack_items_batches_images_and_keeps_other_keys():
-    batch = opening.stack_items(TwoObjects(), [0, 3])
-    assert batch["image"].shape == (2, 3, 8, 8) and batch["mask"].dtype == torch.bool
-    assert batch["id"] == ["0", "3"] and [len(m) for m in batch["masks"]] == [2, 1]
+    scenes = SyntheticShapes(4, split="multi", size=32)
+    batch = opening.stack_items(scenes, [0, 3])
+    assert batch["image"].shape == (2, 3, 32, 32) and batch["mask"].shape == (2, 32, 32) and batch["mask"].dtype == torch.bool
+    assert batch["id"] == [scenes[0]["id"], scenes[3]["id"]]
+    assert [len(m) for m in batch["masks"]] == [len(scenes[0]["masks"]), len(scenes[3]["masks"])]
+    with pytest.raises(ValueError, match="at least one index"):
+        opening.stack_items(scenes, [])
 
 
 def test_open_dataset_maps_subsets_to_synthetic_splits():
