@@ -1,6 +1,6 @@
 """The label-free peers' metric tables on the shipped shapes models (docs/label-free-peers.md).
 
-    OMP_NUM_THREADS=1 python benchmarks/label_free_peers.py --n 96 --repeats 4 --masks 48
+    OMP_NUM_THREADS=1 python benchmarks/label_free_peers.py --n 96 --repeats 4 --masks 64
 
 Evaluates LaFAM, EigenCAM, FEM, KPCA-CAM, DFF, REPEAT and the random baseline with ``lu.evaluate``
 on ``--n`` held-out ``SyntheticShapes(split="single", seed=0)`` images for ``shapes-supervised``
@@ -106,13 +106,15 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=96, help="held-out images per model (default 96)")
     parser.add_argument("--repeats", type=int, default=4, help="REPEAT's repeats (default 4)")
-    parser.add_argument("--masks", type=int, default=48, help="REPEAT's masks per repeat (default 48)")
-    parser.add_argument("--results", type=Path, default=ROOT / "results" / "label_free_peers", help="lu.evaluate's folder")
+    parser.add_argument("--masks", type=int, default=64, help="REPEAT's masks per repeat (default 64)")
+    folder = ROOT / "results" / "label_free_peers"
+    parser.add_argument("--results", type=Path, default=folder, help="lu.evaluate's folder (git-ignored)")
     args = parser.parse_args(argv)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     results = evaluate_peers(args.n, args.repeats, args.masks, args.results)
+    command = " ".join(["python", "benchmarks/label_free_peers.py", *(argv if argv is not None else sys.argv[1:])])
     parts = [
-        f"Command: `{' '.join(['python', 'benchmarks/label_free_peers.py', *(argv if argv is not None else sys.argv[1:])])}` "
+        f"Command: `{command}` "
         f"({started:%Y-%m-%d %H:%M} UTC, torch threads {torch.get_num_threads()})",
         *(f"\n{model} ({args.n} images):\n\n{model_table(results, model)}" for model in MODELS),
         f"\nExplainer time per image (ms, mean over the images; lu.evaluate's ``seconds``):\n\n{time_table(results)}",

@@ -29,7 +29,9 @@ def test_registered_with_its_title(resnet50):
         lu.explainer("kpca-cam", resnet50, kernel="laplacian")
 
 
-@pytest.mark.parametrize(("kernel", "gamma"), [("sigmoid", None), ("rbf", RBF_GAMMA), ("poly", None), ("linear", None), ("cosine", None)])
+@pytest.mark.parametrize(
+    ("kernel", "gamma"), [("sigmoid", None), ("rbf", RBF_GAMMA), ("poly", None), ("linear", None), ("cosine", None)]
+)
 def test_equals_scikit_learn_kernel_pca_with_the_channel_mean_sign(resnet50, images, kernel, gamma):
     maps = lu.explainer("kpca-cam", resnet50, kernel=kernel, gamma=gamma, upsample=None)(images)
     acts = layer4_activations(resnet50, images)
