@@ -10,15 +10,25 @@ from .lafam import LaFAM
 from .gradcam import GradCAM
 from .relax import RELAX
 from .eigencam import EigenCAM
+from .fem import FEM
+from .kpca_cam import KPCACAM
+from .dff import DFF
+from .repeat import REPEAT
+from .random_cam import RandomCAM
 
 __all__ = [
     "ActivationExplainer",
+    "DFF",
     "EXPLAINERS",
     "EigenCAM",
     "Explainer",
+    "FEM",
     "GradCAM",
+    "KPCACAM",
     "LaFAM",
     "RELAX",
+    "REPEAT",
+    "RandomCAM",
     "explain_func",
     "explainer",
     "explainer_class",

@@ -33,7 +33,20 @@ class EigenCAM(ActivationExplainer):
         # a constant feature map (rank 0 up to rounding) has no principal component: zero map
         noise = torch.finfo(s.dtype).eps * max(centred.shape[1:]) * samples.abs().amax(dim=(1, 2))
         projection = torch.where(s[:, :1] > noise[:, None], projection, 0.0)
-        channel_mean = samples.mean(dim=2)
-        agreement = (projection * (channel_mean - channel_mean.mean(dim=1, keepdim=True))).sum(dim=1)
-        sign = torch.where(agreement < 0, -1.0, 1.0)
-        return (sign[:, None] * projection).relu().view(acts.shape[0], *acts.shape[2:])
+        return follow_channel_mean(projection, samples).relu().view(acts.shape[0], *acts.shape[2:])
+
+
+def follow_channel_mean(projection: Tensor, samples: Tensor) -> Tensor:
+    """Fix the sign of a per-image principal component so that it correlates positively with the
+    channel mean (the LaFAM map); an uncorrelated one (covariance exactly 0) keeps its sign.
+
+    Args:
+        projection: (B, N) scores of the N positions on a component whose sign is arbitrary.
+        samples: (B, N, C) the activations the component was computed from.
+
+    Returns:
+        ``projection`` or ``-projection``, per image.
+    """
+    channel_mean = samples.mean(dim=2)
+    agreement = (projection * (channel_mean - channel_mean.mean(dim=1, keepdim=True))).sum(dim=1)
+    return torch.where(agreement < 0, -1.0, 1.0)[:, None] * projection
