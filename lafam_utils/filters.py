@@ -22,13 +22,21 @@ def _check(table: pd.DataFrame) -> None:
 
 
 def with_n_classes(table: pd.DataFrame, n: int) -> pd.DataFrame:
-    """Images whose mask holds exactly ``n`` object classes."""
+    """Images whose mask holds exactly ``n`` object classes.
+
+    Raises:
+        KeyError: the table has no "labels" column.
+    """
     _check(table)
     return table[table["labels"].map(len) == n]
 
 
 def without_classes(table: pd.DataFrame, names: Iterable[str]) -> pd.DataFrame:
-    """Images none of whose classes is in ``names``."""
+    """Images none of whose classes is in ``names``.
+
+    Raises:
+        KeyError: the table has no "labels" column.
+    """
     _check(table)
     excluded = set(names)
     return table[table["labels"].map(lambda labels: excluded.isdisjoint(labels))]
@@ -50,7 +58,11 @@ def multi_object(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def class_histogram(table: pd.DataFrame) -> pd.Series:
-    """Number of images per class name (an image with two classes counts for both), most frequent first."""
+    """Number of images per class name (an image with two classes counts for both), most frequent first.
+
+    Raises:
+        KeyError: the table has no "labels" column.
+    """
     _check(table)
     return table["labels"].explode().dropna().value_counts().rename("images")
 

@@ -25,7 +25,13 @@ class _StopForward(Exception):
 
 
 def find_layer(model: nn.Module, layer: LayerSpec) -> nn.Module:
-    """Return the submodule named by a dotted path (``"layer3.5.conv3"``) or the module itself."""
+    """Return the submodule named by a dotted path (``"layer3.5.conv3"``) or the module itself.
+
+    Raises:
+        ValueError: a module given is not part of ``model``.
+        TypeError: ``layer`` is neither a str nor an ``nn.Module``.
+        KeyError: ``model`` has no layer of that name (the message lists close matches and the top-level layers).
+    """
     if isinstance(layer, nn.Module):
         if not any(m is layer for m in model.modules()):
             raise ValueError(f"{type(layer).__name__} module is not part of {type(model).__name__}")
@@ -45,7 +51,13 @@ def find_layer(model: nn.Module, layer: LayerSpec) -> nn.Module:
 
 
 def layer_name(model: nn.Module, layer: LayerSpec) -> str:
-    """The dotted name of ``layer`` inside ``model``."""
+    """The dotted name of ``layer`` inside ``model``.
+
+    Raises:
+        KeyError: ``model`` has no layer of that name.
+        ValueError: a module given is not part of ``model``.
+        TypeError: ``layer`` is neither a str nor an ``nn.Module``.
+    """
     if isinstance(layer, str):
         find_layer(model, layer)
         return layer
@@ -60,11 +72,25 @@ class capture:  # noqa: N801 - used as a function-like context manager
     ...     model(x)
     >>> acts = rec.outputs["layer4"]
 
-    ``gradients=True`` also records, in ``rec.gradients``, the gradient flowing into each output
-    during a later backward pass. ``stop=True`` ends the forward once all outputs are recorded.
-    ``start_graph=True`` records each output as a fresh autograd leaf and switches grad mode on
-    from there, so under ``torch.no_grad()`` only the later layers build a graph and
-    ``torch.autograd.grad(score, rec.outputs[name])`` is cheap; the grad mode is restored on exit.
+    Args:
+        model: the network.
+        layers: one layer or several, each a dotted name or a submodule.
+        gradients: also record, in ``rec.gradients``, the gradient flowing into each output during
+            a later backward pass.
+        stop: end the forward once all outputs are recorded.
+        start_graph: record each output as a fresh autograd leaf and switch grad mode on from there,
+            so under ``torch.no_grad()`` only the later layers build a graph and
+            ``torch.autograd.grad(score, rec.outputs[name])`` is cheap; the grad mode is restored on exit.
+
+    Attributes:
+        outputs: dotted name -> the layer's output of the last forward.
+        gradients: dotted name -> the gradient flowing into that output.
+
+    Raises:
+        ValueError: no layer is given, or a module given is not part of ``model``.
+        KeyError: ``model`` has no layer of a name given.
+        TypeError: a layer is neither a str nor an ``nn.Module``, or (in the forward) a layer's
+            output is not a tensor.
     """
 
     def __init__(
@@ -134,7 +160,11 @@ class capture:  # noqa: N801 - used as a function-like context manager
 
 
 def layer_output(model: nn.Module, layer: LayerSpec, x: Tensor) -> Tensor:
-    """Run ``model`` on ``x`` up to ``layer`` (the rest is skipped) and return that layer's output."""
+    """Run ``model`` on ``x`` up to ``layer`` (the rest is skipped) and return that layer's output.
+
+    Raises:
+        RuntimeError: the forward pass does not reach ``layer``.
+    """
     with capture(model, layer, stop=True) as rec:
         model(x)
     (output,) = rec.outputs.values() or (None,)

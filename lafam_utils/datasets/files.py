@@ -22,7 +22,19 @@ class DataFileError(ValueError):
 
 
 def open_png(path: Path, modes: tuple[str, ...], what: str) -> np.ndarray:
-    """Decode a PNG mask; raise DataFileError unless it is a readable PNG of one of ``modes``."""
+    """Decode a PNG mask, checking that it is a readable PNG of one of ``modes``.
+
+    Args:
+        path: the mask file.
+        modes: the Pillow modes accepted ("P", "L", "RGB", ...).
+        what: what the file should hold, for the error message.
+
+    Returns:
+        The pixels: a (H, W) array, or (H, W, C) for a colour mode.
+
+    Raises:
+        DataFileError: the file is unreadable, not a PNG, or of another mode.
+    """
     try:
         with Image.open(path) as png:
             if png.format != "PNG":
@@ -37,21 +49,33 @@ def open_png(path: Path, modes: tuple[str, ...], what: str) -> np.ndarray:
 
 
 def read_voc_labels(path: Path) -> np.ndarray:
-    """(H, W) class ids of a VOC SegmentationClass PNG (palette or grayscale: 0..20, 255 void)."""
+    """(H, W) class ids of a VOC SegmentationClass PNG (palette or grayscale: 0..20, 255 void).
+
+    Raises:
+        DataFileError: the file is not a readable palette or grayscale PNG.
+    """
     return open_png(path, ("P", "L"), "of class ids (VOC palette)")
 
 
 def read_imagenet_s_labels(path: Path) -> np.ndarray:
-    """(H, W) class ids of an ImageNet-S mask: id = R + 256 * G (0 background, 1000 ignore)."""
+    """(H, W) class ids of an ImageNet-S mask: id = R + 256 * G (0 background, 1000 ignore).
+
+    Raises:
+        DataFileError: the file is not a readable RGB or RGBA PNG.
+    """
     rgb = open_png(path, ("RGB", "RGBA"), "with class ids as R + 256 * G")
     return rgb[..., 0].astype(np.int32) + 256 * rgb[..., 1].astype(np.int32)
 
 
 def decoded_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image that decodes to its end; a truncated or corrupt file raises.
+    """(width, height) of an image that decodes to its end, so that a truncated or corrupt file is found.
 
     JPEGs are decoded at 1/8 scale (``Image.draft``: the decoder still reads every coded block,
-    so truncation is found, at about half the cost of a full decode)."""
+    so truncation is found, at about half the cost of a full decode).
+
+    Raises:
+        DataFileError: the file does not decode (truncated, corrupt or implausibly large).
+    """
     try:
         with Image.open(path) as image:
             size = image.size
@@ -64,8 +88,18 @@ def decoded_size(path: Path) -> tuple[int, int]:
 
 
 def check_sizes(mask: Path | str, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
-    """Raise unless the mask has the image's (width, height), or its aspect ratio at another scale up
-    to rounding (ImageNet-S stores the masks of very large images at 1000 pixels on the longer side)."""
+    """Check that a mask has its image's (width, height), or its aspect ratio at another scale up to rounding.
+
+    ImageNet-S stores the masks of very large images at 1000 pixels on the longer side.
+
+    Args:
+        mask: the mask file, named in the error.
+        mask_size: the mask's (width, height).
+        image_size: the image's (width, height).
+
+    Raises:
+        DataFileError: the mask has neither the image's size nor its aspect ratio.
+    """
     (mw, mh), (iw, ih) = mask_size, image_size
     rescaled = mw != iw and mh != ih and abs(mw * ih - iw * mh) <= max(iw, ih)
     if (mw, mh) != (iw, ih) and not rescaled:
@@ -73,7 +107,19 @@ def check_sizes(mask: Path | str, mask_size: tuple[int, int], image_size: tuple[
 
 
 def load_image(path: Path, mask_size: tuple[int, int], mask: Path) -> Image.Image:
-    """Decode an image to RGB (a truncated file fails here) and check it against its mask."""
+    """Decode an image to RGB (a truncated file fails here) and check it against its mask.
+
+    Args:
+        path: the image file.
+        mask_size: the mask's (width, height).
+        mask: the mask file, named in the error.
+
+    Returns:
+        The RGB image.
+
+    Raises:
+        DataFileError: the image cannot be read, or does not fit the mask's size (``check_sizes``).
+    """
     try:
         with Image.open(path) as file:
             image = file.convert("RGB")

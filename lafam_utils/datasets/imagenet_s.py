@@ -51,12 +51,20 @@ IMAGENET_S_LAYOUT = """  masks_root/validation-segmentation/<wnid>/ILSVRC2012_va
 
 
 def sorted_entries(folder: str | Path) -> list[os.DirEntry]:
+    """The entries of ``folder`` sorted by name, so the index's order does not depend on the file system."""
     return sorted(os.scandir(folder), key=lambda entry: entry.name)
 
 
 def find_imagenet_val_images(images_root: Path) -> dict[str, tuple[str, str]]:
-    """ImageNet validation images under ``images_root``, flat or one folder deep: id -> (path, wnid),
-    the wnid from the file name (``ILSVRC2012_val_00000001_n01751748.JPEG``) or the folder, else ""."""
+    """ImageNet validation images under ``images_root``, flat or one folder deep.
+
+    Returns:
+        Image id -> (path, wnid), the wnid from the file name (``ILSVRC2012_val_00000001_n01751748.JPEG``)
+        or the folder, else "".
+
+    Raises:
+        FileNotFoundError: ``images_root`` is not a folder, or holds no ``ILSVRC2012_val_*`` image.
+    """
     if not images_root.is_dir():
         raise missing_file(images_root, "the folder of the ImageNet-1k validation images", IMAGENET_S_LAYOUT)
     found: dict[str, tuple[str, str]] = {}
@@ -75,13 +83,23 @@ def find_imagenet_val_images(images_root: Path) -> dict[str, tuple[str, str]]:
 class ImageNetS(SegmentationDataset):
     """ImageNet-S 919 validation masks with the ImageNet-1k validation images.
 
-    ``ImageNetS(masks_root, images_root, subset="paper")``: ``subset`` ``"paper"`` (exactly one
-    class id besides 0 and 1000: 11,294 of 12,419), ``"multi"`` (exactly two), ``None`` or a
-    function of the index table. The mask of a class is the pixels with its id; ignore pixels
-    (1000) count as background. Items also carry ``"wnid"`` and ``"imagenet_class"``, the image's
-    ground-truth ImageNet-1k class (its index in torchvision's classifiers): from the image's file
-    name (``ILSVRC2012_val_00000001_n01751748.JPEG``) or per-wnid folder where they give one, else
-    from the mask's folder (which for five classes ImageNet-S merged is the merged class).
+    The mask of a class is the pixels with its id; ignore pixels (1000) count as background. Items
+    also carry ``"wnid"`` and ``"imagenet_class"``, the image's ground-truth ImageNet-1k class (its
+    index in torchvision's classifiers): from the image's file name
+    (``ILSVRC2012_val_00000001_n01751748.JPEG``) or per-wnid folder where they give one, else from
+    the mask's folder (which for five classes ImageNet-S merged is the merged class).
+
+    Args:
+        masks_root: the folder holding ``validation-segmentation/<wnid>/*.png``.
+        images_root: the folder of the ImageNet-1k validation images, flat or in per-wnid folders.
+        subset: ``"paper"`` (exactly one class id besides 0 and 1000: 11,294 of 12,419), ``"multi"``
+            (exactly two), ``None`` (all) or a function of the index table.
+        size: the side of the square images and masks.
+        cache_dir: where to cache the index (default: next to the masks, else the user cache dir).
+
+    Raises:
+        FileNotFoundError: the masks or the images folder is missing, or holds no masks or images.
+        ValueError: ``subset`` is not a known name, a function or None, or ``size`` is not a positive int.
     """
 
     subsets = {"paper": filters.imagenet_s_paper, "multi": filters.multi_object}

@@ -23,7 +23,10 @@ CACHE_VERSION = 2
 
 
 def cache_locations(data_dir: Path, name: str, cache_dir: str | Path | None) -> list[Path]:
-    """Where the index may be cached: next to the data, else the user cache dir (first writable wins)."""
+    """Where the index may be cached: ``cache_dir`` if given, else next to the data, else the user cache dir.
+
+    The first writable place wins.
+    """
     file_name = f".lafam_index_v{CACHE_VERSION}_{name}.parquet"
     if cache_dir is not None:
         return [Path(cache_dir) / file_name]
@@ -66,8 +69,19 @@ def _write_cache(rows: pd.DataFrame, cache_files: Sequence[Path]) -> None:
 
 
 def build_index(entries: pd.DataFrame, read_facts: Callable[[Path, Path], dict], cache_files: Sequence[Path]) -> pd.DataFrame:
-    """Facts of every entry (``id``, ``mask_path``, ``image_path`` and extra columns), from the cache
-    where the files are unchanged, else read; a failure becomes the row's ``error``."""
+    """Facts of every entry, from the cache where the files are unchanged, else read from the files.
+
+    Args:
+        entries: one row per image: ``id``, ``mask_path``, ``image_path`` and extra columns (an
+            entry whose ``error`` is already set is not read).
+        read_facts: (mask, image) -> the mask's label ``values``, their ``pixels``, its ``height``
+            and ``width``; a ``DataFileError`` it raises becomes the row's ``error``.
+        cache_files: where the index may be cached (``cache_locations``).
+
+    Returns:
+        The index table: ``dataset_idx`` (position among all entries), the entries' columns, the
+        facts and ``error`` ("" for a usable row; a missing file or the reader's error otherwise).
+    """
     cached = _read_cache(cache_files)
     rows, to_read = [], []
     for entry in entries.to_dict("records"):

@@ -43,6 +43,7 @@ def open_dataset(
 
     Raises:
         ValueError: an unknown dataset or subset, or a real dataset without its folders.
+        FileNotFoundError: a real dataset's files are not under its folders (the message shows the expected layout).
     """
     if subset not in SYNTHETIC_SPLITS:
         raise ValueError(f"subset must be one of {sorted(SYNTHETIC_SPLITS)}, got {subset!r}")

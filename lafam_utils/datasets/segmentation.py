@@ -34,9 +34,26 @@ Subset = str | Callable[[pd.DataFrame], pd.DataFrame] | None
 class SegmentationDataset(Dataset):
     """Shared by VOC2012 and ImageNetS: the index table, its cache, subsets and items.
 
-    Attributes: ``table`` (the selected images, one row per item), ``full_table`` (every usable
-    image before the subset rule), ``skipped`` (file and reason of each file left out),
-    ``class_names`` (position = class id).
+    A subclass lists its files and sets ``subsets`` (name -> rule), ``ignore`` (the ignore label)
+    and ``item_columns`` (index columns copied into each item). Files left out are reported in one
+    warning.
+
+    Args:
+        entries: one row per image: ``id``, ``mask_path``, ``image_path`` and extra columns.
+        subset: a name of ``subsets``, a function of the index table, or None (all).
+        size: the side of the square images and masks.
+        cache_files: where the index may be cached (``index_cache.cache_locations``).
+        read_labels: a mask file -> its (H, W) class ids, raising ``DataFileError`` for a bad file.
+        class_names: the class names; the position is the class id.
+
+    Attributes:
+        table: the selected images, one row per item.
+        full_table: every usable image before the subset rule.
+        skipped: file and reason of each file left out.
+        class_names: position = class id.
+
+    Raises:
+        ValueError: ``size`` is not a positive int, or ``subset`` is not a known name, a function or None.
     """
 
     subsets: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {}
@@ -79,8 +96,11 @@ class SegmentationDataset(Dataset):
         return self.subsets[subset]
 
     def _read_facts(self, mask: Path, image: Path) -> dict[str, Any]:
-        """The label values in one mask, their pixel counts and its size; the image is decoded once to
-        find truncated or corrupt files before a run does (the index's only reads)."""
+        """The label values in one mask, their pixel counts and its size.
+
+        The image is decoded once to find truncated or corrupt files before a run does (the
+        index's only reads).
+        """
         labels = self.read_labels(mask)
         check_sizes(mask, labels.shape[::-1], decoded_size(image))
         counts = np.bincount(labels.ravel())
@@ -88,8 +108,10 @@ class SegmentationDataset(Dataset):
         return {"values": values.tolist(), "pixels": counts[values].tolist(), "height": labels.shape[0], "width": labels.shape[1]}
 
     def _classify(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Object classes (``class_ids``, ``class_pixels``) from each mask's label values; a value
-        that is neither a class, the background nor the ignore label makes the row an error."""
+        """Object classes (``class_ids``, ``class_pixels``) from each mask's label values.
+
+        A value that is neither a class, the background nor the ignore label makes the row an error.
+        """
         class_ids, class_pixels, errors = [], [], []
         for values, pixels, mask, error in zip(rows["values"], rows["pixels"], rows["mask_path"], rows["error"]):
             histogram = dict(zip(map(int, values), map(int, pixels))) if not error else {}
@@ -103,8 +125,11 @@ class SegmentationDataset(Dataset):
         return rows.drop(columns=["values", "pixels"]).assign(class_ids=class_ids, class_pixels=class_pixels, error=errors)
 
     def _describe(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """The index table: ``dataset_idx`` (position among all entries), ``id``, ``labels`` (class
-        names), file paths, ``class_ids``, ``class_pixels``, mask ``height`` and ``width``."""
+        """The index table of the usable rows.
+
+        Columns: ``dataset_idx`` (position among all entries), ``id``, ``labels`` (class names),
+        file paths, ``class_ids``, ``class_pixels``, mask ``height`` and ``width``.
+        """
         table = rows.astype({"height": int, "width": int})
         table.insert(2, "labels", table["class_ids"].map(lambda ids: tuple(self.class_names[i] for i in ids)))
         return table

@@ -32,7 +32,11 @@ def preprocess_image(image: Image.Image, size: int = IMAGE_SIZE) -> Tensor:
 
 
 def preprocess_mask(mask: np.ndarray | Tensor, size: int = IMAGE_SIZE) -> Tensor:
-    """(H, W) label or boolean mask -> (size, size) on the same crop, nearest-neighbour, dtype kept."""
+    """(H, W) label or boolean mask -> (size, size) on the same crop, nearest-neighbour, dtype kept.
+
+    Raises:
+        ValueError: ``mask`` is not two-dimensional.
+    """
     labels = torch.as_tensor(np.asarray(mask))
     if labels.ndim != 2:
         raise ValueError(f"expected a (H, W) mask, got shape {tuple(labels.shape)}")

@@ -30,13 +30,27 @@ VOC_LAYOUT = """  root/VOCdevkit/VOC2012/JPEGImages/<id>.jpg
 
 
 class VOC2012(SegmentationDataset):
-    """PASCAL VOC 2012 segmentation: ``VOC2012(root, split="val", subset="paper")``; root holds VOCdevkit/.
+    """PASCAL VOC 2012 segmentation, by default the paper's subset of the val split.
 
-    ``subset``: ``"paper"`` (one class, not person/tvmonitor/sofa/pottedplant/diningtable/chair/
-    bottle: 753 of the 1449 val images), ``"multi"`` (exactly two classes), ``None`` (all) or a
-    function of the index table. Void pixels (255) count as background. ``class_names`` replaces
-    the VOC names for VOC-format data with other classes (default: ``classes.txt`` beside
-    ``ImageSets`` if present, else ``VOC_CLASSES``).
+    Void pixels (255) count as background. An id that the split's list repeats is included once,
+    with a warning.
+
+    Args:
+        root: the folder holding ``VOCdevkit/``.
+        split: the list ``ImageSets/Segmentation/<split>.txt`` to read.
+        subset: ``"paper"`` (one class, not person/tvmonitor/sofa/pottedplant/diningtable/chair/
+            bottle: 753 of the 1449 val images), ``"multi"`` (exactly two classes), ``None`` (all)
+            or a function of the index table.
+        size: the side of the square images and masks.
+        class_names: replaces the VOC names for VOC-format data with other classes (default:
+            ``classes.txt`` beside ``ImageSets`` if present, else ``VOC_CLASSES``).
+        cache_dir: where to cache the index (default: next to the data, else the user cache dir).
+
+    Raises:
+        FileNotFoundError: ``root/VOCdevkit/VOC2012`` or the split's list does not exist (the message
+            shows the expected layout).
+        ValueError: the split's list is empty, ``subset`` is not a known name, a function or None,
+            or ``size`` is not a positive int.
     """
 
     subsets = {"paper": filters.voc_paper, "multi": filters.multi_object}
@@ -87,8 +101,16 @@ class VOC2012(SegmentationDataset):
 
     @staticmethod
     def download(root: str | Path) -> Path:
-        """Download and extract PASCAL VOC 2012 trainval (2 GB) under ``root`` with torchvision; return the
-        VOC2012 folder. Does nothing if the segmentation val split is already there."""
+        """Download and extract PASCAL VOC 2012 trainval (2 GB) under ``root`` with torchvision.
+
+        Does nothing if the segmentation val split is already there.
+
+        Returns:
+            The VOC2012 folder, ``root/VOCdevkit/VOC2012``.
+
+        Raises:
+            ConnectionError: the download fails (the message says where to get the file and where to extract it).
+        """
         from torchvision.datasets import VOCSegmentation
         from torchvision.datasets.voc import DATASET_YEAR_DICT
 

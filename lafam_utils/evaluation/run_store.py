@@ -104,6 +104,9 @@ def factory_settings(factory: Callable[..., Any], kwargs: Mapping[str, Any], bui
     as an attribute of the same name, that value counts (a default the constructor resolved, or
     a setting given to it by ``evaluate`` itself). A factory whose signature cannot be read
     contributes its name and ``kwargs`` as given.
+
+    Returns:
+        ``{"factory": name, "kwargs": settings}``, as ``plain`` data.
     """
     try:
         signature = inspect.signature(factory)
@@ -172,6 +175,7 @@ def dataset_fingerprint(dataset: Any) -> dict[str, Any]:
 
 
 def identity_hash(identity: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a run identity's JSON with sorted keys; its first 12 digits name the run's folder."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -222,7 +226,12 @@ def _alive(pid: int, start: str) -> bool:
 
 
 class RunStore:
-    """One run's folder: ``run.json``, ``chunks/`` and ``claims/`` under ``root/<hash[:12]>``."""
+    """One run's folder: ``run.json``, ``chunks/`` and ``claims/`` under ``root/<hash[:12]>``.
+
+    Args:
+        root: the results folder that holds the run folders.
+        identity: the run's identity (see the module docstring), ``plain`` data.
+    """
 
     def __init__(self, root: str | Path, identity: Mapping[str, Any]) -> None:
         self.identity = dict(identity)
@@ -232,7 +241,13 @@ class RunStore:
         self._warned: set[Path] = set()
 
     def open(self) -> None:
-        """Create the folder and its ``run.json``, or check that an existing one holds this identity."""
+        """Create the folder and its ``run.json``, or check that an existing one holds this identity.
+
+        An unreadable ``run.json`` is rewritten, with a warning.
+
+        Raises:
+            ValueError: the folder's ``run.json`` records another run.
+        """
         (self.folder / CHUNKS).mkdir(parents=True, exist_ok=True)
         (self.folder / CLAIMS).mkdir(exist_ok=True)
         path = self.folder / MANIFEST
@@ -250,12 +265,14 @@ class RunStore:
         _write_bytes_atomic(json.dumps(record, indent=1).encode(), path)
 
     def chunk_path(self, pair: Pair, batch: int) -> Path:
+        """The file holding the rows of ``pair`` for ``batch`` in this run's folder."""
         return chunk_path(self.folder, pair, batch)
 
     def _claim_path(self, pair: Pair, batch: int) -> Path:
         return self.folder / CLAIMS / (self.chunk_path(pair, batch).stem + ".claim")
 
     def write_chunk(self, frame: pd.DataFrame, pair: Pair, batch: int) -> None:
+        """Write the rows of ``pair`` for ``batch`` atomically; their metadata: run hash, pair, batch, indices, ids."""
         record = {"identity_sha256": self.hash, "pair": list(pair), "batch": batch,
                   "index": [int(i) for i in frame["index"]], "ids": [str(i) for i in frame["id"]]}
         write_table_atomic(frame, self.chunk_path(pair, batch), {CHUNK_KEY: json.dumps(record).encode()})
@@ -332,6 +349,7 @@ class RunStore:
         return not _alive(int(holder.get("pid", 0)), holder.get("start", ""))
 
     def release(self, pair: Pair, batch: int) -> None:
+        """Remove this process's claim on (pair, batch), if it is there."""
         self._claim_path(pair, batch).unlink(missing_ok=True)
 
 

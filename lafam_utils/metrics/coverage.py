@@ -19,6 +19,9 @@ def object_coverage(maps: Tensor, object_masks: Tensor, threshold: float = 0.5) 
     """Share of each object's pixels where the map is >= ``threshold``: (B, H, W), (B, K, H, W) -> (B, K).
 
     An object with an empty mask gets NaN. Maps must be upsampled to the masks' size.
+
+    Raises:
+        ValueError: the shapes are not (B, H, W) and (B, K, H, W) with the same B, H and W.
     """
     if maps.ndim != 3 or object_masks.ndim != 4 or object_masks.shape[0] != maps.shape[0]:
         raise ValueError(
@@ -44,9 +47,24 @@ def two_object_coverage(
     device: str = "cpu",
     progress: bool = False,
 ) -> dict[str, Tensor]:
-    """``object_coverage`` of every explainer over all items of ``dataset`` with exactly two object
-    masks (item key "masks"); column name -> (N, 2). Items with another number of objects are skipped.
-    ``progress`` shows a bar over the batches."""
+    """``object_coverage`` of every explainer over all items of ``dataset`` with exactly two object masks.
+
+    Items with another number of objects (item key "masks") are skipped.
+
+    Args:
+        dataset: items with "image" and "masks".
+        explainers: column name -> a function from (B, 3, H, W) images to (B, H, W) maps.
+        threshold: the map value from which a pixel counts as covered.
+        batch_size: items per explainer call.
+        device: where the images go.
+        progress: show a bar over the batches.
+
+    Returns:
+        Column name -> (N, 2) coverage, N the number of two-object items.
+
+    Raises:
+        ValueError: the dataset holds no item with exactly two object masks.
+    """
     from ..progress import progress_bar
 
     parts: dict[str, list[Tensor]] = {name: [] for name in explainers}
@@ -68,11 +86,19 @@ def two_object_coverage(
 
 
 def coverage_table(coverage: Mapping[str, Tensor], both_at_least: float = 0.5) -> pd.DataFrame:
-    """Per column name, the mean coverage of the best- and least-covered object of each image, and
-    the share of images where every object is covered at least ``both_at_least``.
+    """Per column name, the mean coverage of each image's best- and least-covered object, and a share.
 
-    A method that finds all objects has a high least-covered mean; one that finds only the
-    predicted object has a high best-covered and a low least-covered mean.
+    The share is that of the images where every object is covered at least ``both_at_least``. A method
+    that finds all objects has a high least-covered mean; one that finds only the predicted object
+    has a high best-covered and a low least-covered mean.
+
+    Args:
+        coverage: column name -> (N, K) coverage (``two_object_coverage``).
+        both_at_least: the coverage every object of an image needs for the share.
+
+    Returns:
+        One row per column name: "best-covered object", "least-covered object",
+        "all objects >= <both_at_least>" and "images" (those with at least one non-empty object).
     """
     rows = {}
     for name, values in coverage.items():

@@ -168,7 +168,15 @@ def sparseness(batch: _Batch) -> Tensor:
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric's Quantus name, its direction and its torch implementation."""
+    """A metric's Quantus name, its direction and its torch implementation.
+
+    Attributes:
+        name: the name in results tables ("Pointing-Game", ...).
+        quantus_class: the Quantus 0.6.0 class that defines it.
+        score: the torch implementation: a batch -> (B,) float64 scores.
+        uses_mask: False for Sparseness, which ignores the mask (an empty mask does not make it NaN).
+        higher_is_better: the direction.
+    """
 
     name: str
     quantus_class: str
@@ -194,7 +202,13 @@ METRIC_NAMES = tuple(METRICS)
 
 
 def check_maps_and_masks(maps: Tensor, masks: Tensor, k: int) -> None:
-    """Raise a clear error unless maps are float (B, H, W), masks bool of the same shape and device."""
+    """Check that maps are float (B, H, W), masks bool of the same shape and device, and ``k`` fits.
+
+    Raises:
+        TypeError: maps or masks are not tensors, maps are not floating-point, or masks not bool.
+        ValueError: maps or masks are empty or not (B, H, W), their shapes or devices differ, or
+            ``k`` is not an integer in [1, H * W].
+    """
     for what, value in (("maps", maps), ("masks", masks)):
         if not isinstance(value, Tensor):
             raise TypeError(f"expected {what} as a torch.Tensor of shape (B, H, W), got {type(value).__name__}")
@@ -214,7 +228,11 @@ def check_maps_and_masks(maps: Tensor, masks: Tensor, k: int) -> None:
 
 
 def select(metrics: Iterable[str] | None) -> list[Metric]:
-    """The metrics named in ``metrics`` (all six when None), with a clear error for unknown names."""
+    """The metrics named in ``metrics`` (one name or several; all six when None).
+
+    Raises:
+        ValueError: a name is unknown, or none is given (the message lists the known ones).
+    """
     if metrics is None:
         return list(METRICS.values())
     names = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -233,9 +251,20 @@ def compute(
 ) -> dict[str, Tensor]:
     """Score each map against its mask: metric name -> (B,) float64 tensor on the maps' device.
 
-    ``maps`` (B, H, W) float, ``masks`` (B, H, W) bool; ``k`` is Top-K Intersection's pixel count;
-    ``metrics`` picks a subset of ``METRICS`` by name. ``backend="quantus"`` returns Quantus 0.6.0's
-    own numbers (one call per metric), ties and empty masks handled as Quantus handles them.
+    Args:
+        maps: (B, H, W) float maps.
+        masks: (B, H, W) bool object masks.
+        backend: "torch", or "quantus" for Quantus 0.6.0's own numbers (one call per metric), ties
+            and empty masks handled as Quantus handles them.
+        k: Top-K Intersection's pixel count.
+        metrics: a subset of ``METRICS`` by name (None: all six).
+
+    Returns:
+        Metric name -> (B,) float64 scores, NaN where a metric is undefined (see the module docstring).
+
+    Raises:
+        TypeError: maps or masks are not tensors of the right dtype (``check_maps_and_masks``).
+        ValueError: bad shapes, devices or ``k``, an unknown metric, or an unknown backend.
     """
     check_maps_and_masks(maps, masks, k)
     chosen = select(metrics)

@@ -39,7 +39,21 @@ def bolts_encoder(
     trust: bool,
     weights_dir: str | Path | None,
 ) -> nn.Module:
-    """A torchvision ResNet50 whose ``fc`` gives the chosen SimCLR or SwAV embedding."""
+    """A torchvision ResNet50 whose ``fc`` gives the chosen SimCLR or SwAV embedding.
+
+    Args:
+        name: "simclr" or "swav".
+        weights: "default" (the Bolts ImageNet weights) or None (random init when no ``checkpoint`` is given).
+        checkpoint: a local file instead of the download.
+        embedding: "backbone" or "projection"; None: the paper's (``PAPER_EMBEDDINGS``).
+        trust: unpickle the file fully (it can run code; see ``read_checkpoint``).
+        weights_dir: the folder the download is cached in (see ``fetch``).
+
+    Raises:
+        ValueError: ``weights`` or ``embedding`` is not one of its choices.
+        CheckpointError: the file cannot be read safely or does not fit the model.
+        DownloadError: the weights cannot be downloaded.
+    """
     if weights not in ("default", None):
         raise ValueError(f"weights for {name!r} must be 'default' or None, got {weights!r}")
     embedding = embedding or PAPER_EMBEDDINGS[name]
@@ -62,6 +76,15 @@ def bolts_state_dict(name: str, checkpoint: dict[str, Any], source: str | Path) 
 
     SwAV's extra 1-pixel pad before a padding-2 ``conv1`` equals torchvision's padding 3, so the
     weights carry over unchanged. A state dict already in torchvision's names passes through.
+
+    Args:
+        name: "simclr" or "swav".
+        checkpoint: the file's contents (``read_checkpoint``).
+        source: the file, named in errors.
+
+    Raises:
+        CheckpointError: the checkpoint's hyper-parameters are not the ImageNet configuration
+            (``BOLTS_IMAGENET_CONFIG``).
     """
     config = checkpoint.get("hyper_parameters")
     config = vars(config) if isinstance(config, argparse.Namespace) else config

@@ -46,9 +46,19 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
     any Lightning version also hold training records (``AttributeDict`` hyper-parameters, callback
     states keyed by the callback class, ``argparse.Namespace``); those are read by a restricted
     unpickler that allows torch's weights-only globals, maps the records to inert stand-ins
-    (``TrainingRecord``) and refuses every other global with a ``CheckpointError`` naming it.
-    ``trust=True`` unpickles such a file fully (it can run arbitrary code: only for files you made).
-    Unreadable files raise a ``CheckpointError`` naming the file.
+    (``TrainingRecord``) and refuses every other global.
+
+    Args:
+        path: the weights file.
+        trust: unpickle such a file fully (it can run arbitrary code: only for files you made).
+
+    Returns:
+        The file's dict: a state dict or a Lightning checkpoint.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        CheckpointError: the file is unreadable (the message names the file), refers to a global the
+            restricted unpickler refuses (the message names the global), or holds no dict.
     """
     path = Path(path)
     if not path.is_file():
@@ -71,8 +81,10 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
 
 
 class TrainingRecord(dict):
-    """Inert stand-in for an object of a training package found in a checkpoint: it keeps what the
-    file stored (items, constructor ``args``, ``state``) and runs nothing."""
+    """Inert stand-in for an object of a training package found in a checkpoint; it runs nothing.
+
+    It keeps what the file stored: items, constructor ``args``, ``state``.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
@@ -189,6 +201,12 @@ def torchvision_names(
 
 def load_weights(model: nn.Module, state: Any, source: str | Path, what: str) -> None:
     """Load a state dict exactly: every parameter and buffer present, nothing unknown left over.
+
+    Args:
+        model: the model to load into.
+        state: the weights, a dict of tensors under the model's names.
+        source: the file they come from, named in errors.
+        what: the model, named in errors.
 
     Raises:
         CheckpointError: ``state`` is not a dict of tensors, or keys are missing, unexpected or of

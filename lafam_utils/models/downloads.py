@@ -20,9 +20,14 @@ _VERIFIED: set[tuple[str, int, int]] = set()
 
 
 def check_hash(path: Path, url: str) -> None:
-    """Raise unless the SHA-256 of a cached file starts with the hash prefix in its name (torchvision's
-    ``<name>-<prefix>.pth`` convention); a file without a prefix is not checked. Remembered per
-    (path, size, mtime), so each file is hashed once per process."""
+    """Check a cached file's SHA-256 against the hash prefix in its name (torchvision's ``<name>-<prefix>.pth``).
+
+    A file without a prefix is not checked. Remembered per (path, size, mtime), so each file is
+    hashed once per process.
+
+    Raises:
+        CheckpointError: the SHA-256 does not start with the prefix (the file is damaged or not the published one).
+    """
     prefix = torch.hub.HASH_REGEX.search(path.name)
     status = path.stat()
     key = (str(path), status.st_size, status.st_mtime_ns)
@@ -42,14 +47,23 @@ def check_hash(path: Path, url: str) -> None:
 
 
 def fetch(url: str, directory: str | Path | None = None, file_name: str | None = None) -> Path:
-    """The cached copy of ``url`` in ``directory`` (default ``torch.hub.get_dir()/checkpoints``),
-    downloaded on first use; a cached file whose name carries a hash prefix is checked against it
-    (``check_hash``).
+    """The cached copy of ``url``, downloaded on first use.
 
-    It is cached under the URL's file name, or ``file_name`` where releases share one (``resnet50.pth``).
+    A cached file whose name carries a hash prefix is checked against it (``check_hash``).
 
-    A failed download raises ``DownloadError`` naming the URL, the file it is expected as, and the
-    two ways around it: place the file there, or pass ``checkpoint=`` to ``load_model``.
+    Args:
+        url: where the file is published.
+        directory: the cache folder (default ``torch.hub.get_dir()/checkpoints``).
+        file_name: the name to cache it under instead of the URL's file name, where releases share
+            one (``resnet50.pth``).
+
+    Returns:
+        The cached file's path.
+
+    Raises:
+        DownloadError: the download fails; the message names the URL, the file it is expected as,
+            and the two ways around it: place the file there, or pass ``checkpoint=`` to ``load_model``.
+        CheckpointError: a cached file fails its hash check.
     """
     directory = Path(directory) if directory is not None else Path(torch.hub.get_dir()) / "checkpoints"
     path = directory / (file_name or Path(urlparse(url).path).name)
@@ -70,7 +84,11 @@ def fetch(url: str, directory: str | Path | None = None, file_name: str | None =
 
 
 def check_md5(path: Path, url: str, md5_prefix: str) -> None:
-    """Raise ``DownloadError`` unless the md5 of ``path`` (downloaded from ``url``) starts with ``md5_prefix``."""
+    """Check that the md5 of ``path`` (downloaded from ``url``) starts with ``md5_prefix``.
+
+    Raises:
+        DownloadError: it does not: the file is damaged or not that release.
+    """
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):

@@ -14,11 +14,18 @@ class L2Normalized(nn.Sequential):
     """A projection head whose output is L2-normalised (MoCo v2's query encoder, SimCLR's and SwAV's heads)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """The layers' (B, D) output, each row L2-normalised."""
         return F.normalize(super().forward(x), dim=1)
 
 
 class NormalizedProjection(L2Normalized):
-    """SimCLR's and SwAV's projection head, 2048 -> 2048 -> 128, with an L2-normalised output."""
+    """SimCLR's and SwAV's projection head, 2048 -> 2048 -> 128, with an L2-normalised output.
+
+    Args:
+        out_bias: whether the last Linear has a bias (SwAV's has, SimCLR's has not).
+        width: the input and hidden width.
+        out_dim: the output width.
+    """
 
     def __init__(self, out_bias: bool, width: int = WIDTH, out_dim: int = 128) -> None:
         super().__init__(

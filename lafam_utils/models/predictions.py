@@ -12,8 +12,17 @@ from ..explainers.base import check_images
 def predict(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
     """The classifier's top-1 class index for each image, computed in batches on ``images``' device.
 
+    Args:
+        model: a classifier giving (B, n_classes) logits.
+        images: (B, 3, H, W) float32 images.
+        batch_size: images per forward pass.
+
+    Returns:
+        (B,) int64 class indices.
+
     Raises:
-        ValueError, TypeError: ``images`` is not a float32 (B, 3, H, W) tensor.
+        TypeError: ``images`` is not a float32 tensor.
+        ValueError: ``images`` is not of shape (B, 3, H, W) with B >= 1.
     """
     check_images(images)
     return torch.cat([model(chunk).argmax(dim=1) for chunk in images.split(batch_size)])

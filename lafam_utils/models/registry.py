@@ -49,14 +49,27 @@ def load_model(
     - ``"shapes-supervised"``, ``"shapes-simclr"``, ``"shapes-simclr-background"``: the CNNs of the
       synthetic shapes benchmark, shipped in ``lafam_utils/shapes/weights`` (the last a background-biased negative control).
 
-    ``weights=None``: random init, no download. Downloads are cached (see ``fetch``); torchvision's
-    are hash-checked and loaded by torchvision. ``checkpoint``: a local file instead of the
-    download (a Bolts/Lightning ``.ckpt``, a plain state dict or a torchvision ``.pth``), read with
-    ``read_checkpoint`` (no code from the file runs; ``trust_checkpoint=True`` unpickles fully).
-    ``weights_dir``: a folder holding the published files under their download names (e.g.
-    ``resnet50-0676ba61.pth``, ``simclr_imagenet.ckpt``), used instead of the torch hub cache
-    (hash-checked where the name has a hash; a missing file is downloaded there). The shapes
-    models load their shipped files and ignore it.
+    Downloads are cached (see ``fetch``); torchvision's are hash-checked and loaded by torchvision.
+
+    Args:
+        name: one of the names above.
+        weights: "default"; None: random init, no download; for torchvision models also an enum name.
+        checkpoint: a local file instead of the download (a Bolts/Lightning ``.ckpt``, a plain state
+            dict or a torchvision ``.pth``), read with ``read_checkpoint`` (no code from the file runs).
+        device: where to put the model (None: the CPU).
+        embedding: for the self-supervised encoders: "backbone" or "projection" (None: the default above).
+        trust_checkpoint: unpickle ``checkpoint`` fully (it can run code: only for files you made).
+        weights_dir: a folder holding the published files under their download names (e.g.
+            ``resnet50-0676ba61.pth``, ``simclr_imagenet.ckpt``), used instead of the torch hub cache
+            (hash-checked where the name has a hash; a missing file is downloaded there). The shapes
+            models load their shipped files and ignore it.
+
+    Raises:
+        TypeError: ``name`` is not a str.
+        ValueError: the name is unknown (the message lists close matches and the known names),
+            ``embedding`` is given for a model without one, or ``weights`` is not one of its choices.
+        CheckpointError: a weights file cannot be read safely or does not fit the model.
+        DownloadError: the weights cannot be downloaded.
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
@@ -105,7 +118,10 @@ def check_weight_settings(
 def model_options(
     name: str, random_init: bool, checkpoints: Mapping[str, str | Path], weights_dir: str | Path | None
 ) -> dict[str, Any]:
-    """``load_model``'s keyword arguments for ``name`` under a notebook's weight settings."""
+    """``load_model``'s keyword arguments for ``name`` under a notebook's weight settings.
+
+    ``random_init`` wins over a checkpoint of ``name``, and a checkpoint over ``weights_dir``.
+    """
     if random_init:
         return {"weights": None}
     if name in checkpoints:

@@ -74,9 +74,12 @@ def swav_head() -> nn.Module:
 class Layout:
     """One file layout of a release: where the state dict sits, and what its keys are.
 
-    ``container``: the checkpoint entry holding the state dict (None: the file is the state dict).
-    ``backbone`` / ``head``: key prefixes of the ResNet50 and of the projection head (None: no head).
-    ``unused``: key prefix -> what it is, for the parts no embedding uses; they are dropped.
+    Attributes:
+        description: the layout in words, for error messages.
+        container: the checkpoint entry holding the state dict (None: the file is the state dict).
+        backbone: the key prefix of the ResNet50.
+        head: the key prefix of the projection head (None: no head).
+        unused: key prefix -> what it is, for the parts no embedding uses; they are dropped.
     """
 
     description: str
@@ -86,6 +89,7 @@ class Layout:
     unused: Mapping[str, str] = field(default_factory=dict)
 
     def matches(self, checkpoint: Mapping[str, Any]) -> bool:
+        """Whether ``checkpoint`` is in this layout: its state dict has the backbone's ``conv1.weight``."""
         state = checkpoint.get(self.container) if self.container else checkpoint
         return isinstance(state, Mapping) and f"{self.backbone}conv1.weight" in state
 
@@ -100,8 +104,11 @@ BACKBONE_ONLY = Layout("backbone only, torchvision names without fc (the default
 
 
 def full_checkpoint(**unused: str) -> Layout:
-    """Barlow Twins' and VICReg's training checkpoint: ``model`` holds ``module.backbone.`` and
-    ``module.projector.``; ``unused`` names further prefixes that no embedding uses."""
+    """Barlow Twins' and VICReg's training checkpoint: ``model`` holds ``module.backbone.`` and ``module.projector.``.
+
+    Args:
+        **unused: further key prefixes that no embedding uses -> what they are.
+    """
     return Layout(
         "full checkpoint (epoch, model, optimizer)",
         container="model",
@@ -113,7 +120,19 @@ def full_checkpoint(**unused: str) -> Layout:
 
 @dataclass(frozen=True)
 class Release:
-    """An official ResNet50 release: where it is, how its file is laid out, its head, its recipe."""
+    """An official ResNet50 release: where it is, how its file is laid out, its head, its recipe.
+
+    Attributes:
+        name: the model name ``load_model`` knows it by.
+        url: the official download.
+        file_name: the name it is cached under.
+        layouts: the file layouts it comes in.
+        recipe: the training recipe in one line.
+        source: the release's own code the layouts follow.
+        head: builds the projection head as the release's code does (None: no projection embedding).
+        md5_prefix: the hash its authors publish, if any.
+        head_file: where the head is published, when the default file lacks it.
+    """
 
     name: str
     url: str
@@ -126,7 +145,11 @@ class Release:
     head_file: str | None = None  # where the head is published, when the default file lacks it
 
     def layout_of(self, checkpoint: Mapping[str, Any], source: str | Path) -> Layout:
-        """The first of this release's layouts (or torchvision's names) that ``checkpoint`` has."""
+        """The first of this release's layouts (or torchvision's names) that ``checkpoint`` has.
+
+        Raises:
+            CheckpointError: it has none of them (the message lists them and the file's top-level keys).
+        """
         layouts = self.layouts if BACKBONE_ONLY in self.layouts else (*self.layouts, TORCHVISION_LAYOUT)
         for layout in layouts:
             if layout.matches(checkpoint):
@@ -300,10 +323,21 @@ def load_release(
 ) -> nn.Module:
     """A torchvision ResNet50 with release ``name``'s weights; ``fc`` gives the chosen embedding.
 
-    ``weights=None``: random init, nothing read. Otherwise the weights come from ``checkpoint`` (a
-    local file in one of the release's layouts or in torchvision's names) or from the official URL,
-    cached by ``downloads.fetch`` (in ``weights_dir`` if given) and checked against the published hash
-    where there is one.
+    Args:
+        name: a key of ``RELEASES``.
+        weights: "default" or None (random init, nothing read, when no ``checkpoint`` is given).
+        checkpoint: a local file in one of the release's layouts or in torchvision's names; without
+            it the weights come from the official URL, cached by ``downloads.fetch`` (in
+            ``weights_dir`` if given) and checked against the published hash where there is one.
+        embedding: "backbone" (None: the default) or "projection".
+        trust: unpickle the file fully (it can run code; see ``read_checkpoint``).
+        weights_dir: the folder the download is cached in.
+
+    Raises:
+        ValueError: ``weights`` or ``embedding`` is not one of its choices, or "projection" is asked
+            of a release without a head, or of a default download that holds the backbone only.
+        CheckpointError: the file cannot be read safely, is in none of the release's layouts, or does not fit.
+        DownloadError: the download fails or does not match the published hash.
     """
     release = RELEASES[name]
     if weights not in ("default", None):
@@ -358,7 +392,11 @@ def release_state_dict(
 
 
 def download(release: Release, weights_dir: str | Path | None = None) -> Path:
-    """The release's file from its official URL, cached under ``release.file_name``, hash-checked."""
+    """The release's file from its official URL, cached under ``release.file_name``, hash-checked.
+
+    Raises:
+        DownloadError: the download fails or does not match the published md5.
+    """
     path = fetch(release.url, weights_dir, file_name=release.file_name)
     if release.md5_prefix:
         check_md5(path, release.url, release.md5_prefix)

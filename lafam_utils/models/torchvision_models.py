@@ -18,7 +18,25 @@ TORCHVISION_MODELS = tuple(torchvision.models.list_models(module=torchvision.mod
 def torchvision_classifier(
     name: str, weights: str | None, checkpoint: str | Path | None, trust: bool, weights_dir: str | Path | None
 ) -> nn.Module:
-    """A torchvision classifier with its named weights, random init, or a local state dict."""
+    """A torchvision classifier with its named weights, random init, or a local state dict.
+
+    Args:
+        name: a torchvision classification model.
+        weights: "default" (the paper's for ResNet50, else torchvision's default), an enum name of
+            the model's weights, or None (random init).
+        checkpoint: a local state dict instead of the download.
+        trust: unpickle the file fully (it can run code; see ``read_checkpoint``).
+        weights_dir: a folder the download is cached in, instead of the torch hub cache.
+
+    Returns:
+        The model, with ``class_names`` (the categories of the chosen weights, else of the default ones).
+
+    Raises:
+        ValueError: ``weights`` is not one of its choices.
+        CheckpointError: the file cannot be read safely or does not fit the model, or the cached
+            download cannot be loaded.
+        DownloadError: the weights cannot be downloaded.
+    """
     available = torchvision.models.get_model_weights(name)
     if weights is not None and weights != "default" and weights not in available.__members__:
         raise ValueError(

@@ -13,8 +13,17 @@ from scipy import stats
 
 
 def mark_correct(results: pd.DataFrame, classifier: str) -> pd.DataFrame:
-    """``results`` with a boolean column "correct": the classifier's prediction for the image is one of
-    its labels. Every row of an image (all models and methods) gets the classifier's verdict."""
+    """``results`` with a boolean column "correct": the classifier's prediction for the image is one of its labels.
+
+    Every row of an image (all models and methods) gets the classifier's verdict.
+
+    Args:
+        results: a results table with "model", "index", "prediction" and "labels" ("|"-joined) columns.
+        classifier: the model whose predictions decide.
+
+    Raises:
+        ValueError: ``results`` holds no row of ``classifier``.
+    """
     rows = results[results["model"] == classifier]
     if rows.empty:
         raise ValueError(f"results hold no rows of the classifier {classifier!r}")
@@ -30,8 +39,20 @@ def correctness_split(
 ) -> pd.DataFrame:
     """Metric means for correct vs wrong predictions per group, with a two-sided Mann-Whitney U test.
 
-    ``results`` holds one row per image and group, a boolean column ``correct`` and the metric
-    columns; NaN scores are left out. The p-value is NaN when one side has no scores.
+    NaN scores are left out. The p-value is NaN when one side has no scores.
+
+    Args:
+        results: one row per image and group, a boolean column ``correct`` and the metric columns.
+        metrics: the metric columns.
+        by: the columns that define a group.
+        correct: the name of the boolean column.
+
+    Returns:
+        One row per group and metric: the group's columns, "metric", "correct mean", "wrong mean",
+        "n correct", "n wrong" and "p (Mann-Whitney U)".
+
+    Raises:
+        KeyError: a column is missing (the message lists the table's columns).
     """
     missing = [c for c in (*by, correct, *metrics) if c not in results.columns]
     if missing:

@@ -39,7 +39,11 @@ def _check_plane(plane: Tensor, what: str) -> None:
 
 
 def show_image(ax: Axes, image: Tensor) -> None:
-    """Draw a normalised (3, H, W) image (ImageNet statistics undone) without axis ticks."""
+    """Draw a normalised (3, H, W) image (ImageNet statistics undone) without axis ticks.
+
+    Raises:
+        ValueError: ``image`` is not a (3, H, W) tensor.
+    """
     _check_image(image)
     ax.imshow(to_display(image))
     ax.set_xticks([])
@@ -47,7 +51,11 @@ def show_image(ax: Axes, image: Tensor) -> None:
 
 
 def show_map(ax: Axes, saliency: Tensor, size: tuple[int, int], alpha: float = 0.5, cmap: str = MAP_CMAP) -> None:
-    """Draw a (h, w) map in [0, 1] stretched over an image of ``size`` (H, W), blocks kept sharp."""
+    """Draw a (h, w) map in [0, 1] stretched over an image of ``size`` (H, W), blocks kept sharp.
+
+    Raises:
+        ValueError: ``saliency`` is not a (h, w) tensor.
+    """
     _check_plane(saliency, "saliency map")
     height, width = size
     ax.imshow(
@@ -62,7 +70,11 @@ def show_map(ax: Axes, saliency: Tensor, size: tuple[int, int], alpha: float = 0
 
 
 def draw_contour(ax: Axes, mask: Tensor, color: str = CONTOUR_COLOR, linewidth: float = 1.5) -> None:
-    """Outline a boolean (H, W) mask; an empty or full mask has no outline and draws nothing."""
+    """Outline a boolean (H, W) mask; an empty or full mask has no outline and draws nothing.
+
+    Raises:
+        ValueError: ``mask`` is not a (H, W) tensor.
+    """
     _check_plane(mask, "mask")
     plane = mask.detach().bool().cpu()
     if plane.any() and not plane.all():
@@ -77,7 +89,19 @@ def overlay(
     alpha: float = 0.5,
     title: str | None = None,
 ) -> None:
-    """The image, optionally a saliency map over it and the ground-truth mask as a contour."""
+    """The image, optionally a saliency map over it and the ground-truth mask as a contour.
+
+    Args:
+        ax: the axes to draw in.
+        image: a normalised (3, H, W) image.
+        saliency: a (h, w) map in [0, 1], stretched over the image.
+        mask: a boolean (H, W) mask, drawn as its outline.
+        alpha: the map's opacity.
+        title: the axes' title.
+
+    Raises:
+        ValueError: ``image``, ``saliency`` or ``mask`` is not of the shape above.
+    """
     show_image(ax, image)
     size = tuple(image.shape[-2:])
     if saliency is not None:
@@ -98,10 +122,21 @@ def saliency_grid(
     alpha: float = 0.5,
     cell_size: float = 1.8,
 ) -> Figure:
-    """The paper's Fig. 1-4 layout: one row per image; the original, then one column per map.
+    r"""The paper's Fig. 1-4 layout: one row per image; the original, then one column per map.
 
-    ``columns`` maps a column title (e.g. "ResNet50\\nGrad-CAM") to (N, h, w) maps; ``masks``
-    (N, H, W) are drawn as contours on every cell; ``row_labels`` go left of each row.
+    Args:
+        images: (N, 3, H, W) normalised images.
+        columns: a column title (e.g. "ResNet50\nGrad-CAM") -> (N, h, w) maps.
+        masks: (N, H, W) masks, drawn as contours on every cell.
+        row_labels: N labels, left of each row.
+        alpha: the maps' opacity.
+        cell_size: the side of one cell in inches.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: a shape or the number of row labels does not fit the N images.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
@@ -132,7 +167,11 @@ def saliency_grid(
 
 
 def channel_grid(activations: Tensor, n_channels: int = 16, n_cols: int = 8, cell_size: float = 1.2) -> Figure:
-    """The ``n_channels`` strongest (highest mean) channels of one image's (C, h, w) activations."""
+    """The ``n_channels`` strongest (highest mean) channels of one image's (C, h, w) activations.
+
+    Raises:
+        ValueError: ``activations`` is not three-dimensional.
+    """
     if activations.ndim != 3:
         raise ValueError(f"expected one image's activations of shape (C, h, w), got {tuple(activations.shape)}")
     n_channels = min(n_channels, activations.shape[0])
@@ -156,6 +195,12 @@ def save_figure(
     The PDF is the print version (images embedded at their own resolution, text as vectors). The
     PNG, for screens and the README, is reduced to an adaptive palette of ``png_colors`` colours
     (None keeps full RGB): a figure of noisy images shrinks about three times and looks the same.
+
+    Returns:
+        The PNG's and the PDF's paths.
+
+    Raises:
+        ValueError: ``name`` is not a plain file stem, or ``png_colors`` is not None or in [2, 256].
     """
     if not _FIGURE_NAME.match(name) or name.endswith((".png", ".pdf")):
         raise ValueError(f"figure name {name!r} must be a plain file stem such as 'fig1_qualitative'")

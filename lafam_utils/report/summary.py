@@ -32,7 +32,11 @@ REQUIRED_COLUMNS = ("id", "model", "method")
 
 
 def to_percent(values: np.ndarray | float, rounding: Rounding = "round") -> np.ndarray:
-    """Values in [0, 1] as percentages with two decimals, rounded or truncated (as the paper prints them)."""
+    """Values in [0, 1] as percentages with two decimals, rounded or truncated (as the paper prints them).
+
+    Raises:
+        ValueError: ``rounding`` is neither "round" nor "truncate".
+    """
     scaled = np.asarray(values, dtype=float) * 100
     if rounding == "round":
         return np.round(scaled, 2)
@@ -42,7 +46,11 @@ def to_percent(values: np.ndarray | float, rounding: Rounding = "round") -> np.n
 
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean of ``values`` (NaN-free), reproducible through ``seed``."""
+    """Percentile-bootstrap interval of the mean of ``values`` (NaN-free), reproducible through ``seed``.
+
+    Returns:
+        (low, high) of the ``confidence`` interval from ``n_boot`` resamples; (NaN, NaN) for no values.
+    """
     if len(values) == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
@@ -53,7 +61,10 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, confidence: float = 
 
 
 def paired_wilcoxon(a: pd.Series, b: pd.Series) -> float:
-    """Two-sided p-value of the Wilcoxon signed-rank test of ``a`` vs ``b`` over the ids both have."""
+    """Two-sided p-value of the Wilcoxon signed-rank test of ``a`` vs ``b`` over the ids both have.
+
+    NaN rows are left out. The p-value is NaN when no id is left, 1.0 when all differences are 0.
+    """
     both = pd.concat([a, b], axis=1, join="inner").dropna()
     if both.empty:
         return float("nan")
@@ -92,9 +103,22 @@ def summarize(
     """The paper's table: rows (metric, stat), columns (model, method).
 
     ``summary.xs("mean", level="stat")`` is the paper's layout.
-    Stats: ``mean``, ``ci_low``, ``ci_high`` (x100, two decimals, see ``rounding``), ``n`` (images
-    with a value; NaN rows such as failed images or empty masks are left out) and ``p_value``
-    (only in each model's ``lafam`` column when that model has exactly one other method).
+
+    Args:
+        results: the per-image results table of ``lu.evaluate`` (one dataset).
+        rounding: "round" to the nearest, or "truncate" as the paper prints (see the module docstring).
+        n_boot: bootstrap resamples per interval.
+        confidence: the intervals' coverage.
+        seed: the bootstrap's seed.
+
+    Returns:
+        Stats: ``mean``, ``ci_low``, ``ci_high`` (x100, two decimals, see ``rounding``), ``n`` (images
+        with a value; NaN rows such as failed images or empty masks are left out) and ``p_value``
+        (only in each model's ``lafam`` column when that model has exactly one other method).
+
+    Raises:
+        ValueError: ``results`` lacks the id, model or method column or any metric column, holds
+            several datasets, or repeats an id within a (model, method) pair; or ``rounding`` is unknown.
     """
     metrics = _check_results(results)
     pairs = list(dict.fromkeys(zip(results["model"], results["method"])))
@@ -137,7 +161,10 @@ def _cells(summary: pd.DataFrame, ci: bool, p_values: bool) -> pd.DataFrame:
 
 
 def to_markdown(summary: pd.DataFrame, *, ci: bool = True, p_values: bool = True) -> str:
-    """The summary as a Markdown table: one row per metric, one column per (model, method)."""
+    """The summary as a Markdown table: one row per metric, one column per (model, method).
+
+    Each cell is the mean, with ``ci`` its interval and with ``p_values`` the p-value where there is one.
+    """
     cells = _cells(summary, ci, p_values)
     lines = ["| Metric | " + " | ".join(cells.columns) + " |", "|---|" + "---:|" * len(cells.columns)]
     lines += [f"| {metric} | " + " | ".join(row) + " |" for metric, row in zip(cells.index, cells.to_numpy())]
@@ -151,7 +178,10 @@ def _latex_escape(text: str) -> str:
 
 
 def to_latex(summary: pd.DataFrame, *, ci: bool = True, p_values: bool = True) -> str:
-    """The summary as a booktabs LaTeX tabular: a model header row over a method header row."""
+    """The summary as a booktabs LaTeX tabular: a model header row over a method header row.
+
+    Each cell is the mean, with ``ci`` its interval and with ``p_values`` the p-value where there is one.
+    """
     cells = _cells(summary, ci, p_values)
     pairs = list(summary.columns)
     runs = [(model, len(list(group))) for model, group in groupby(pairs, key=lambda pair: pair[0])]
@@ -174,6 +204,9 @@ def paper_table(dataset: str) -> pd.DataFrame:
     """The paper's published means x100 (Tables 1-2) for ``"imagenet-s"`` or ``"voc"``.
 
     Rows are metrics in the paper's order, columns (model, method) in the paper's order.
+
+    Raises:
+        ValueError: ``dataset`` is not one of ``PAPER_DATASETS``.
     """
     if dataset not in PAPER_DATASETS:
         raise ValueError(f"dataset must be one of {PAPER_DATASETS}, got {dataset!r}")
@@ -186,7 +219,11 @@ def paper_table(dataset: str) -> pd.DataFrame:
 
 
 def compare_with_paper(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Published and fresh means side by side: rows (metric, source in paper / this run / difference)."""
+    """Published and fresh means side by side: rows (metric, source in paper / this run / difference).
+
+    Raises:
+        ValueError: ``dataset`` is not one of ``PAPER_DATASETS``.
+    """
     paper = paper_table(dataset)
     fresh = summary.xs("mean", level="stat").reindex(index=paper.index, columns=paper.columns)
     combined = pd.concat({"paper": paper, "this run": fresh, "difference": (fresh - paper).round(2)}, names=["source"])

@@ -30,7 +30,7 @@ def model_title(model: str) -> str:
 
 
 def pair_title(model: str, method: str, separator: str = " ") -> str:
-    """A column title such as "ResNet50 Grad-CAM" (``separator="\\n"`` for two lines in a figure)."""
+    r"""A column title such as "ResNet50 Grad-CAM" (``separator="\n"`` for two lines in a figure)."""
     return f"{model_title(model)}{separator}{method_title(method)}"
 
 

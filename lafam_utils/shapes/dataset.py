@@ -49,7 +49,14 @@ MIN_RADIUS = 3.0  # pixels: keeps the smallest objects visible in small images
 class Shape:
     """One drawn shape: its kind (a class name or ``"distractor"``), geometry in pixels, RGB colour.
 
-    ``radius`` is the circumradius; ``aspect`` stretches the distractors (ellipses and bars).
+    Attributes:
+        kind: a name of ``SHAPE_CLASSES`` or ``"distractor"``.
+        center: (x, y) in pixels.
+        radius: the circumradius in pixels.
+        angle: the rotation in radians.
+        color: RGB in [0, 1].
+        aspect: stretches the distractors (ellipses and bars).
+        bar: a distractor is a bar, not an ellipse.
     """
 
     kind: str
@@ -86,7 +93,11 @@ def _triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def shape_mask(shape: Shape, size: int) -> np.ndarray:
-    """The exact (size, size) bool mask of ``shape``: pixels whose centre lies inside it."""
+    """The exact (size, size) bool mask of ``shape``: pixels whose centre lies inside it.
+
+    Raises:
+        ValueError: ``shape.kind`` is neither a class of ``SHAPE_CLASSES`` nor ``"distractor"``.
+    """
     x, y = _pixel_centres(size)
     cos, sin = math.cos(shape.angle), math.sin(shape.angle)
     dx, dy = x - shape.center[0], y - shape.center[1]
@@ -142,7 +153,18 @@ class SyntheticShapes(Dataset):
     ``"mask"`` (size, size) bool, the union of the objects; ``"masks"`` (n_objects, size, size)
     bool, each object's visible pixels; ``"labels"`` class names; ``"label_ids"`` their indices
     in ``SHAPE_CLASSES`` (= the supervised model's logit indices); ``"id"``; ``"case"`` (the
-    split's name, or the hard case). ``noise`` is the std of the Gaussian pixel noise.
+    split's name, or the hard case).
+
+    Args:
+        n: the number of images.
+        split: ``"single"``, ``"multi"`` or ``"hard"`` (see the module docstring).
+        seed: with ``split`` and the index, determines each image.
+        size: the images' side in pixels.
+        noise: the std of the Gaussian pixel noise.
+
+    Raises:
+        ValueError: ``split`` is unknown, ``n`` or ``seed`` is not a non-negative int, ``size`` is
+            not an int >= 32, or ``noise`` is negative.
     """
 
     class_names = SHAPE_CLASSES
@@ -180,7 +202,11 @@ class SyntheticShapes(Dataset):
         return HARD_CASES[index % len(HARD_CASES)] if self.split == "hard" else self.split
 
     def scene(self, index: int) -> tuple[list[Shape], np.random.Generator]:
-        """The shapes of item ``index`` in painting order, and the generator for its textures."""
+        """The shapes of item ``index`` in painting order, and the generator for its textures.
+
+        Raises:
+            IndexError: ``index`` is not in [0, n).
+        """
         rng = self._rng(index)
         s, case = self.size, self.case(index)
 
@@ -217,15 +243,23 @@ class SyntheticShapes(Dataset):
     def render(
         self, index: int, background: int | None = None, colours: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, list[Shape]]:
-        """Item ``index`` before normalisation: (3, size, size) image in [0, 1], the (size, size)
-        int64 owner map (object number in painting order among the class objects, -1 background,
-        -2 distractor) and the class objects.
+        """Item ``index`` before normalisation, with its owner map and its class objects.
 
-        ``background=None`` draws the texture and noise from the scene's own generator (the
-        dataset's image); an int ``b >= 0`` draws them from ``(seed, split, index, 1, b)`` instead:
-        the same objects on a background that says nothing about the item or another ``b``.
-        ``colours=None`` keeps the scene's colours; an int ``c >= 0`` repaints every shape in a
-        colour drawn from ``(seed, split, index, 2, c)``: same geometry, independent colours.
+        Args:
+            index: the item.
+            background: None draws the texture and noise from the scene's own generator (the
+                dataset's image); an int ``b >= 0`` draws them from ``(seed, split, index, 1, b)``
+                instead: the same objects on a background that says nothing about the item or another ``b``.
+            colours: None keeps the scene's colours; an int ``c >= 0`` repaints every shape in a
+                colour drawn from ``(seed, split, index, 2, c)``: same geometry, independent colours.
+
+        Returns:
+            The (3, size, size) image in [0, 1]; the (size, size) int64 owner map (object number in
+            painting order among the class objects, -1 background, -2 distractor); the class objects.
+
+        Raises:
+            ValueError: ``background`` or ``colours`` is neither None nor a non-negative int.
+            IndexError: ``index`` is not in [0, n).
         """
         for name, value in (("background", background), ("colours", colours)):
             if value is not None and (not isinstance(value, int) or value < 0):
@@ -251,8 +285,12 @@ class SyntheticShapes(Dataset):
         return self.item(index)
 
     def item(self, index: int, background: int | None = None, colours: int | None = None) -> dict[str, Any]:
-        """Item ``index`` (``ds[index]``), or with ``background=b`` its objects on background ``b``,
-        with ``colours=c`` in colours ``c`` (see ``render``)."""
+        """Item ``index`` (``ds[index]``), or its objects on background ``b`` / in colours ``c`` (see ``render``).
+
+        Raises:
+            ValueError: ``background`` or ``colours`` is neither None nor a non-negative int.
+            IndexError: ``index`` is not in [0, n).
+        """
         image, owner, objects = self.render(index, background, colours)
         image = (image - _MEAN) / _STD
         return {

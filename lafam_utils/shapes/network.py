@@ -26,8 +26,15 @@ class ShapesNet(nn.Module):
 
     ``stem`` is two stride-2 3x3 convs (1/4, like ResNet's conv1 + max-pool); ``layer1`` one 3x3
     conv (1/4); ``layer2`` .. ``layer4`` a stride-2 and a plain 3x3 conv each (1/8, 1/16, 1/32);
-    every conv is followed by BatchNorm and ReLU. With ``num_classes`` the head is linear
-    and ``forward`` returns logits; with ``None`` it returns the pooled ``layer4`` features.
+    every conv is followed by BatchNorm and ReLU.
+
+    Args:
+        num_classes: the number of logits of a linear head that ``forward`` returns; with ``None``
+            it returns the pooled ``layer4`` features.
+        widths: the channels of ``stem``, ``layer1`` .. ``layer4``.
+
+    Raises:
+        ValueError: ``widths`` does not give 5 widths.
     """
 
     def __init__(self, num_classes: int | None = len(SHAPE_CLASSES), widths: tuple[int, ...] = (16, 16, 32, 64, 128)):
@@ -50,6 +57,7 @@ class ShapesNet(nn.Module):
         return self.pool(x).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) images -> (B, num_classes) logits, or the (B, widths[-1]) pooled features."""
         return self.fc(self.features(x))
 
 

@@ -51,8 +51,19 @@ def classification_accuracy(model: nn.Module, dataset: SyntheticShapes) -> float
 
 
 def fit_linear_probe(features: Tensor, labels: Tensor, weight_decay: float = 1e-3, steps: int = 300) -> nn.Module:
-    """A multinomial logistic regression (with the features' standardisation folded in), fitted
-    by full-batch L-BFGS in float64 with an L2 penalty: deterministic, no sampling."""
+    """A multinomial logistic regression over the shape classes, with the features' standardisation folded in.
+
+    It is fitted by full-batch L-BFGS in float64 with an L2 penalty: deterministic, no sampling.
+
+    Args:
+        features: (N, D) features.
+        labels: (N,) class ids in ``SHAPE_CLASSES``.
+        weight_decay: the L2 penalty's weight.
+        steps: L-BFGS iterations at most.
+
+    Returns:
+        A float64 ``nn.Linear`` from raw (N, D) features to (N, 6) logits, one per ``SHAPE_CLASSES``.
+    """
     x = features.double()
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     x = (x - mean) / std
@@ -79,8 +90,11 @@ def linear_probe_accuracy(
     model: nn.Module, n_train: int = 600, n_test: int = 600, size: int = 224,
     train_seed: int = PROBE_TRAIN_SEED, test_seed: int = PROBE_TEST_SEED,
 ) -> float:
-    """Accuracy on ``n_test`` ``"single"`` images (seed ``test_seed``) of a linear probe of the frozen
-    pooled embedding fitted on ``n_train`` others (seed ``train_seed``); chance is 1/6."""
+    """Accuracy of a linear probe of the frozen pooled embedding on held-out ``"single"`` images; chance is 1/6.
+
+    The probe is fitted on ``n_train`` images of seed ``train_seed`` and tested on ``n_test`` images
+    of seed ``test_seed``, all of side ``size``.
+    """
     train = pooled_features(model, SyntheticShapes(n_train, "single", train_seed, size))
     test_features, test_labels = pooled_features(model, SyntheticShapes(n_test, "single", test_seed, size))
     probe = fit_linear_probe(*train)
@@ -91,7 +105,17 @@ def linear_probe_accuracy(
 def localisation(
     explainer: Any, dataset: SyntheticShapes, names: tuple[str, ...] = LOCALISATION_METRICS, device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """The mean of each metric of ``explainer``'s maps against the object masks over ``dataset``."""
+    """The mean of each metric of ``explainer``'s maps against the object masks over ``dataset``.
+
+    Args:
+        explainer: (B, 3, H, W) images -> (B, H, W) maps.
+        dataset: the images and their masks.
+        names: the metrics (names of ``lafam_utils.metrics.METRICS``).
+        device: where the explainer runs.
+
+    Returns:
+        Metric name -> its mean over the images (NaN scores left out).
+    """
     scores: dict[str, list[Tensor]] = {name: [] for name in names}
     for x, masks, _ in _batches(dataset, batch_size=20):
         with torch.no_grad():

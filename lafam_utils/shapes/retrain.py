@@ -32,7 +32,16 @@ def quality_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def retrain(name: str, ship: bool = False, progress: bool = True) -> ShapesNet:
-    """Train ``name`` from its recipe, print its training time and how it compares with the shipped file."""
+    """Train ``name`` from its recipe, print its training time and how it compares with the shipped file.
+
+    Args:
+        name: a key of ``RECIPES``.
+        ship: also replace the shipped file and its manifest entry.
+        progress: show a progress bar while training.
+
+    Returns:
+        The retrained model.
+    """
     objective, config = RECIPES[name]
     start = time.perf_counter()
     model = train_shapes_model(objective, config, progress=progress)
@@ -63,6 +72,7 @@ def retrain(name: str, ship: bool = False, progress: bool = True) -> ShapesNet:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line: retrain the named models (default: all), ``--ship`` to replace the shipped files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(RECIPES), choices=list(RECIPES), help="models to retrain (default: all)")
     parser.add_argument("--ship", action="store_true", help="replace the shipped files and their manifest entries")

@@ -35,10 +35,12 @@ class ShippedModelError(RuntimeError):
 
 
 def model_file_bytes(model: ShapesNet, objective: Objective, config: TrainConfig) -> bytes:
-    """The bytes of a model file: tensors and plain values only (``torch.load(weights_only=True)``),
-    the same bytes for the same weights and recipe whatever the file is called. The recipe is
+    """The bytes of a model file: tensors and plain values only (``torch.load(weights_only=True)``).
+
+    The same weights and recipe give the same bytes whatever the file is called. The recipe is
     stored as freshly decoded JSON values: pickle writes one object once, so equal strings that
-    happen to be one object (interned literals) would otherwise change the bytes."""
+    happen to be one object (interned literals) would otherwise change the bytes.
+    """
     buffer = io.BytesIO()
     recipe = json.loads(json.dumps(asdict(config)))
     torch.save({"state_dict": model.state_dict(), "objective": objective, "config": recipe}, buffer)
@@ -46,7 +48,11 @@ def model_file_bytes(model: ShapesNet, objective: Objective, config: TrainConfig
 
 
 def read_manifest(directory: Path | None = None) -> dict[str, dict]:
-    """``MANIFEST.json`` of ``directory`` (default ``WEIGHTS_DIR``): model name -> file, sha256, objective, recipe."""
+    """``MANIFEST.json`` of ``directory`` (default ``WEIGHTS_DIR``): model name -> file, sha256, objective, recipe.
+
+    Raises:
+        ShippedModelError: the manifest does not exist.
+    """
     path = (directory or WEIGHTS_DIR) / "MANIFEST.json"
     if not path.is_file():
         raise ShippedModelError(f"{path} does not exist; the shipped shapes models are expected there (retrain and record them: make models MODELS_ARGS=--ship)")
@@ -54,8 +60,11 @@ def read_manifest(directory: Path | None = None) -> dict[str, dict]:
 
 
 def ship_model(name: str, model: ShapesNet, directory: Path | None = None) -> str:
-    """Write ``name``'s file (``<name>.pt``) into ``directory`` (default ``WEIGHTS_DIR``) and record
-    it in its manifest; return its sha256."""
+    """Write ``name``'s file (``<name>.pt``) into ``directory`` (default ``WEIGHTS_DIR``) and record it in its manifest.
+
+    Returns:
+        The file's sha256.
+    """
     objective, config = RECIPES[name]
     directory = directory or WEIGHTS_DIR
     data = model_file_bytes(model, objective, config)
@@ -70,10 +79,15 @@ def ship_model(name: str, model: ShapesNet, directory: Path | None = None) -> st
 
 
 def load_shipped_state(name: str, directory: Path | None = None) -> dict[str, Tensor]:
-    """The state dict of ``name``'s shipped file in ``directory`` (default ``WEIGHTS_DIR``), after
-    checking it against the manifest: the
-    file's sha256, and the recipe (objective and ``TrainConfig``) of the manifest, of the file
-    and of ``RECIPES`` must all agree, else a ``ShippedModelError`` says which differs."""
+    """The state dict of ``name``'s shipped file in ``directory`` (default ``WEIGHTS_DIR``), checked first.
+
+    The file's sha256 must match the manifest's, and the recipe (objective and ``TrainConfig``) of
+    the manifest, of the file and of ``RECIPES`` must all agree.
+
+    Raises:
+        ShippedModelError: the manifest, its entry or the file is missing, or the sha256 or a recipe
+            differs (the message says which).
+    """
     objective, config = RECIPES[name]
     directory = directory or WEIGHTS_DIR
     entry = read_manifest(directory).get(name)
@@ -111,14 +125,21 @@ def load_shapes_model(
     config: TrainConfig | None = None,
     progress: bool = True,
 ) -> ShapesNet:
-    """A shapes model in eval mode: ``"shapes-supervised"`` (logits over ``SHAPE_CLASSES``, see
-    ``model.class_names``), ``"shapes-simclr"`` or ``"shapes-simclr-background"`` ((B, 128) embeddings).
+    """A shapes model in eval mode, by default with the weights shipped in ``weights/``.
 
-    ``weights="default"`` loads the weights shipped in ``weights/`` (checked against their
-    recorded sha256 and recipe; nothing is trained). ``config``, a recipe other than the shipped
-    one, trains on first use and caches the weights in ``cache_dir()``. ``weights=None`` gives a
-    random init; ``checkpoint`` (which takes precedence) loads a state dict, or a model file's
-    ``{"state_dict": ...}``, from a file.
+    Args:
+        name: ``"shapes-supervised"`` (logits over ``SHAPE_CLASSES``, see ``model.class_names``),
+            ``"shapes-simclr"`` or ``"shapes-simclr-background"`` ((B, 128) embeddings).
+        weights: "default" loads the shipped weights (checked against their recorded sha256 and
+            recipe; nothing is trained); None gives a random init.
+        checkpoint: a file holding a state dict or a model file's ``{"state_dict": ...}``; takes precedence.
+        device: where to put the model (None: the CPU).
+        config: a recipe other than the shipped one: trains on first use and caches the weights in ``cache_dir()``.
+        progress: show a progress bar while training.
+
+    Raises:
+        ValueError: ``name`` or ``weights`` is unknown.
+        ShippedModelError: a shipped file is missing, altered or of another recipe than the code's.
     """
     if name not in SHAPES_MODELS:
         raise ValueError(f"unknown shapes model {name!r}; expected one of {SHAPES_MODELS}")

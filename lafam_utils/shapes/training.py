@@ -36,15 +36,31 @@ SecondWindow = Literal["same", "own"]
 class TrainConfig:
     """A training recipe; its hash names the cache file, so a changed recipe trains anew.
 
-    Images are rendered at ``size`` (the evaluation size, so objects have their evaluation pixel
-    scale) and cut to a ``crop`` window, which costs ``(crop / size)**2`` of full images. ``window`` places it:
-    ``"object"`` centred on the object (jittered by up to a quarter of the window), ``"contains"``
-    anywhere the whole object fits (the object at a random place; centred on it when it does not
-    fit), ``"random"`` anywhere in the image (no mask used). The two SimCLR views of an image are
-    augmentations of one rendering unless: ``backgrounds="independent"``, the second view shows
-    the objects on an independent background; ``colours="independent"``, painted in independent
-    colours (both rendered so: same geometry, no label used); ``second_window="own"``, the second
-    view is cut at its own window (placed by ``window``), not at the first view's.
+    The two SimCLR views of an image are augmentations of one rendering unless ``backgrounds``,
+    ``colours`` or ``second_window`` say otherwise.
+
+    Attributes:
+        size: the side images are rendered at (the evaluation size, so objects have their
+            evaluation pixel scale).
+        crop: the side of the window they are cut to, which costs ``(crop / size)**2`` of full images.
+        steps: optimiser steps, one batch each.
+        batch_size: images per batch.
+        lr: the peak learning rate (AdamW, one-cycle schedule).
+        temperature: NT-Xent's temperature (SimCLR).
+        seed: seeds the training images (offset by 2**20 from the evaluation seeds), the windows,
+            the augmentations and the initialisation.
+        window: where the window is placed: ``"object"`` centred on the object (jittered by up to a
+            quarter of the window), ``"contains"`` anywhere the whole object fits (the object at a
+            random place; centred on it when it does not fit), ``"random"`` anywhere in the image
+            (no mask used).
+        backgrounds: ``"independent"``: the second view shows the objects on an independent background.
+        colours: ``"independent"``: the second view is painted in independent colours (both rendered
+            so: same geometry, no label used).
+        second_window: ``"own"``: the second view is cut at its own window (placed by ``window``),
+            not at the first view's.
+
+    Raises:
+        ValueError: ``window``, ``backgrounds``, ``colours`` or ``second_window`` is not one of its choices.
     """
 
     size: int = 224
@@ -69,6 +85,7 @@ class TrainConfig:
             raise ValueError(f"second_window must be 'same' or 'own', got {self.second_window!r}")
 
     def digest(self) -> str:
+        """The recipe's hash (10 hex digits of the SHA-1 of its fields as JSON), for cache file names."""
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -87,8 +104,10 @@ SHAPES_MODELS = tuple(RECIPES)
 
 
 class TrainingBatches(Dataset):
-    """Batch ``step``: windows of fresh single-object images (never the evaluation seeds), windows
-    of their second views (see ``TrainConfig``) and the labels."""
+    """Batch ``step``: windows of fresh single-object images, windows of their second views, and the labels.
+
+    The images never use the evaluation seeds; the second views are as ``TrainConfig`` says.
+    """
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -133,8 +152,11 @@ class TrainingBatches(Dataset):
 
 
 def augment(x: Tensor, generator: torch.Generator) -> Tensor:
-    """A SimCLR view of each normalised image: random crop-zoom, rotation, flip, channel permutation,
-    contrast and brightness; batched, on ``x``'s device."""
+    """A SimCLR view of each normalised image, batched on ``x``'s device: (B, 3, H, W) -> (B, 3, H, W).
+
+    Random crop-zoom, rotation, flip, channel permutation, contrast and brightness, drawn by
+    ``generator`` (a CPU one).
+    """
     b = x.shape[0]
 
     def uniform(low: float, high: float, *shape: int) -> Tensor:
@@ -180,12 +202,20 @@ def train_shapes_model(
 ) -> ShapesNet:
     """Train a ``ShapesNet`` on fresh single-object images, deterministically by ``config.seed``.
 
-    ``"supervised"``: cross-entropy on the shape class. ``"simclr"``: NT-Xent between two
-    augmented views through a 2-layer projection head (dropped afterwards); no labels are used.
-    ``threads`` bounds torch's threads while training (default 1: these small convs gain little
-    from a second thread and lose much on a busy machine; ``None`` keeps torch's setting);
-    ``workers`` processes render the images meanwhile (0: in the training process).
-    Returns the model in eval mode on the CPU.
+    Args:
+        objective: ``"supervised"``: cross-entropy on the shape class. ``"simclr"``: NT-Xent between
+            two augmented views through a 2-layer projection head (dropped afterwards); no labels are used.
+        config: the recipe.
+        progress: show a progress bar.
+        threads: bounds torch's threads while training (default 1: these small convs gain little
+            from a second thread and lose much on a busy machine; ``None`` keeps torch's setting).
+        workers: processes that render the images meanwhile (0: in the training process).
+
+    Returns:
+        The model in eval mode on the CPU.
+
+    Raises:
+        ValueError: ``objective`` is neither "supervised" nor "simclr".
     """
     if objective not in ("supervised", "simclr"):
         raise ValueError(f"objective must be 'supervised' or 'simclr', got {objective!r}")
