@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
 from lafam_utils.explainers import method_title, minmax_normalize  # noqa: E402
-from lafam_utils.summary import paired_wilcoxon  # noqa: E402
+from lafam_utils.report.summary import paired_wilcoxon  # noqa: E402
 
 MODELS = ("shapes-supervised", "shapes-simclr")
 METHODS = ("lafam", "eigencam", "fem", "kpca-cam", "dff", "repeat", "random")

@@ -6,7 +6,7 @@
 
 Each row trains ``shapes-simclr`` with one variant of its recipe (one torch thread; the shipped
 recipe's row loads the shipped file, which ``make models`` reproduces bit for bit) and measures it
-with ``lafam_utils.shapes_quality.model_quality``: LaFAM on 300 held-out ``"single"`` images
+with ``lafam_utils.shapes.quality.model_quality``: LaFAM on 300 held-out ``"single"`` images
 (seed 0), RELAX (256 masks) on the first 40, the linear probe of the frozen embedding. Two
 reference rows: a random-init encoder, and a random map (uniform noise on a 7x7 grid).
 """
@@ -24,7 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lafam_utils.shapes_models import RECIPES, load_shapes_model, train_shapes_model  # noqa: E402
+from lafam_utils.shapes.shipped import load_shapes_model  # noqa: E402
+from lafam_utils.shapes.training import RECIPES, train_shapes_model  # noqa: E402
 from lafam_utils.shapes.quality import EVAL_SEED, localisation, model_quality  # noqa: E402
 from lafam_utils.shapes.dataset import SyntheticShapes  # noqa: E402
 

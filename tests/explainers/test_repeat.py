@@ -7,7 +7,7 @@ from torch import nn
 import lafam_utils as lu
 from lafam_utils.explainers import REPEAT
 from lafam_utils.explainers.repeat import probability_of_importance
-from lafam_utils.shared_forward import explain_together
+from lafam_utils.explainers.shared_forward import explain_together
 
 
 def tiny_encoder() -> nn.Module:
