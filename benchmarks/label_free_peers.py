@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
 from lafam_utils.explainers import method_title, minmax_normalize  # noqa: E402
-from lafam_utils.report.summary import paired_wilcoxon  # noqa: E402
+from lafam_utils.report.summary import to_markdown  # noqa: E402
 
 MODELS = ("shapes-supervised", "shapes-simclr")
 METHODS = ("lafam", "eigencam", "fem", "kpca-cam", "dff", "repeat", "random")
@@ -44,22 +44,7 @@ def evaluate_peers(n: int, n_repeats: int, n_masks: int, results_dir: Path) -> p
 
 def model_table(results: pd.DataFrame, model: str) -> str:
     """One model's Markdown table: rows metrics, columns methods; ``mean [CI] (p vs LaFAM)``."""
-    rows = results[results["model"] == model]
-    summary = lu.summarize(rows)
-    per_method = {method: table.set_index("id") for method, table in rows.groupby("method")}
-    methods = [m for m in METHODS if (model, m) in summary.columns]
-    lines = ["| Metric | " + " | ".join(method_title(m) for m in methods) + " |", "|---|" + "---:|" * len(methods)]
-    for metric in dict.fromkeys(summary.index.get_level_values("metric")):
-        cells = []
-        for method in methods:
-            stats = summary[(model, method)].xs(metric, level="metric")
-            cell = f"{stats['mean']:.2f} [{stats['ci_low']:.2f}, {stats['ci_high']:.2f}]"
-            if method != "lafam":
-                p = paired_wilcoxon(per_method["lafam"][metric].astype(float), per_method[method][metric].astype(float))
-                cell += f" (p={p:.2g})"
-            cells.append(cell)
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return to_markdown(lu.summarize(results[results["model"] == model]))
 
 
 def time_table(results: pd.DataFrame) -> str:

@@ -109,7 +109,7 @@ class DFF(ActivationExplainer):
     ``n_components`` concepts: ``W`` (C x k) holds the concepts' channel profiles, ``H`` (k x h*w)
     where each occurs. After every call ``concept_maps`` (B, k, h, w) holds ``H``, ``concepts``
     (B, C, k) ``W + offset`` (pytorch-grad-cam's "concept embeddings"), ``selected`` (B,) the
-    concept the map shows and ``n_iter`` (B,) the iterations the factorisation took;
+    concept the map shows, ``concept_mass`` (B, k) the activation mass each concept carries and ``n_iter`` (B,) the iterations the factorisation took;
     ``concept_images(size)`` gives the concept maps min-max normalised and upsampled.
 
     The map (for the metrics): the concept carrying the most activation mass,
@@ -158,6 +158,7 @@ class DFF(ActivationExplainer):
         self.concept_maps: Tensor | None = None
         self.concepts: Tensor | None = None
         self.selected: Tensor | None = None
+        self.concept_mass: Tensor | None = None
         self.n_iter: Tensor | None = None
 
     def initial_factors(self, data: Tensor) -> tuple[Tensor, Tensor]:
@@ -177,9 +178,20 @@ class DFF(ActivationExplainer):
         self.concept_maps = h.view(-1, k, batch if self.joint else 1, height, width).transpose(1, 2).flatten(0, 1)
         self.concepts = (w + offset).expand(batch, -1, -1)
         self.n_iter = n_iter.expand(batch)
-        mass = w.sum(dim=1) * self.concept_maps.sum(dim=(2, 3))
-        self.selected = mass.argmax(dim=1)
+        self.concept_mass = w.sum(dim=1) * self.concept_maps.sum(dim=(2, 3))
+        self.selected = self.concept_mass.argmax(dim=1)
         return self.concept_maps[torch.arange(batch, device=acts.device), self.selected]
+
+    def explain_concepts(self, x: Tensor) -> Tensor:
+        """Every concept's map of ``x``, strongest concept first: (B, k, H, W) as ``concept_images``.
+
+        Concepts are ordered per image by the activation mass they carry (the rule that picks
+        ``selected``), so column 0 is the explainer's own map.
+        """
+        self(x)
+        images = self.concept_images(tuple(x.shape[-2:]))
+        order = self.concept_mass.argsort(dim=1, descending=True, stable=True)
+        return images.gather(1, order[:, :, None, None].expand_as(images))
 
     def concept_images(self, size: tuple[int, int]) -> Tensor:
         """The last call's concept maps, each min-max normalised and upsampled to ``size`` (B, k, H, W)

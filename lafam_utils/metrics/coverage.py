@@ -18,24 +18,28 @@ from torch.utils.data import Dataset
 def object_coverage(maps: Tensor, object_masks: Tensor, threshold: float = 0.5) -> Tensor:
     """Share of each object's pixels where the map is >= ``threshold``: (B, H, W), (B, K, H, W) -> (B, K).
 
-    An object with an empty mask gets NaN. Maps must be upsampled to the masks' size.
+    ``maps`` may also hold several maps per image, (B, M, H, W) (e.g. DFF's concepts): each object
+    then gets its best-covering map's share. An object with an empty mask gets NaN. Maps must be
+    upsampled to the masks' size.
 
     Raises:
-        ValueError: the shapes are not (B, H, W) and (B, K, H, W) with the same B, H and W.
+        ValueError: the shapes are not (B, H, W) or (B, M, H, W), and (B, K, H, W), with the same B, H and W.
     """
-    if maps.ndim != 3 or object_masks.ndim != 4 or object_masks.shape[0] != maps.shape[0]:
+    if maps.ndim not in (3, 4) or object_masks.ndim != 4 or object_masks.shape[0] != maps.shape[0]:
         raise ValueError(
-            f"expected maps (B, H, W) and object masks (B, K, H, W), got {tuple(maps.shape)} and {tuple(object_masks.shape)}"
+            f"expected maps (B, H, W) or (B, M, H, W) and object masks (B, K, H, W), "
+            f"got {tuple(maps.shape)} and {tuple(object_masks.shape)}"
         )
     if object_masks.shape[-2:] != maps.shape[-2:]:
         raise ValueError(
             f"maps of size {tuple(maps.shape[-2:])} do not match masks of size {tuple(object_masks.shape[-2:])}; "
             "upsample the maps to the image size"
         )
+    per_map = maps[:, None] if maps.ndim == 3 else maps
     objects = object_masks.bool()
-    hot = (maps >= threshold)[:, None] & objects
+    hot = (per_map >= threshold)[:, :, None] & objects[:, None]  # (B, M, K, H, W)
     area = objects.flatten(2).sum(dim=2)
-    covered = hot.flatten(2).sum(dim=2).float() / area.clamp_min(1)
+    covered = hot.flatten(3).sum(dim=3).float().amax(dim=1) / area.clamp_min(1)
     return covered.masked_fill(area == 0, float("nan"))
 
 

@@ -72,7 +72,8 @@ class Session:
         params: the run's ``Params``.
         classifier, encoders: the models of the comparison (the dataset's defaults unless given).
         models: ``LazyModels`` over the classifier and the encoders.
-        pairs: the comparison's (model, method) pairs: the paper's, then ``params.methods``.
+        paper_pairs: the paper's (model, method) pairs for these models (the figures' columns).
+        pairs: the compared pairs: the paper's, with ``params.methods`` added (the tables' columns).
         figures, results: the output folders (absolute paths).
         device: a ``torch.device``.
     """
@@ -93,6 +94,7 @@ class Session:
             return load_model(name, **options).to(self.device).eval()
 
         self.models = LazyModels([self.classifier, *self.encoders], load)
+        self.paper_pairs = model_method_pairs(self.classifier, self.encoders)
         self.pairs = comparison_pairs(self.classifier, self.encoders, params.methods)
 
     def model(self, name: str) -> nn.Module:

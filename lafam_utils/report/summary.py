@@ -1,9 +1,9 @@
 """The paper's tables from a per-image results table: means x100, bootstrap intervals, paired tests.
 
 ``summarize`` gives one column per (model, method) and, per metric, the mean, a seeded 95%
-percentile-bootstrap interval of the mean, the number of images and, in each model's LaFAM
-column, the p-value of a paired Wilcoxon signed-rank test of LaFAM against that model's other
-method (images paired by id). Means and interval bounds are shown x100 with two decimals.
+percentile-bootstrap interval of the mean, the number of images and, in each column of a model
+that has a LaFAM column (LaFAM's own excepted), the p-value of a paired Wilcoxon signed-rank test
+of that method against the model's LaFAM (images paired by id). Means and interval bounds are shown x100 with two decimals.
 
 Rounding: the paper truncates (ResNet50 LaFAM's ImageNet-S Pointing-Game mean 0.906765 is printed
 90.67). ``rounding="round"`` (the default) rounds to the nearest instead, because truncation
@@ -114,7 +114,8 @@ def summarize(
     Returns:
         Stats: ``mean``, ``ci_low``, ``ci_high`` (x100, two decimals, see ``rounding``), ``n`` (images
         with a value; NaN rows such as failed images or empty masks are left out) and ``p_value``
-        (only in each model's ``lafam`` column when that model has exactly one other method).
+        (in every column of a model that also has a ``lafam`` column, but LaFAM's own: the paired
+        Wilcoxon test of that method against the model's LaFAM, images paired by id).
 
     Raises:
         ValueError: ``results`` lacks the id, model or method column or any metric column, holds
@@ -135,14 +136,12 @@ def summarize(
             mean = values.mean() if len(values) else float("nan")
             table.loc[(metric, ["mean", "ci_low", "ci_high"]), pair] = to_percent([mean, low, high], rounding)
             table.loc[(metric, "n"), pair] = len(values)
-    for model in dict.fromkeys(model for model, _ in pairs):
-        others = [method for m, method in pairs if m == model and method != "lafam"]
-        if (model, "lafam") not in pairs or len(others) != 1:
+    for model, method in pairs:
+        if method == "lafam" or (model, "lafam") not in per_pair:
             continue
-        lafam, other = per_pair[(model, "lafam")], per_pair[(model, others[0])]
+        lafam, other = per_pair[(model, "lafam")], per_pair[(model, method)]
         for metric in metrics:
-            p_value = paired_wilcoxon(lafam[metric].astype(float), other[metric].astype(float))
-            table.loc[(metric, "p_value"), (model, "lafam")] = p_value
+            table.loc[(metric, "p_value"), (model, method)] = paired_wilcoxon(lafam[metric].astype(float), other[metric].astype(float))
     return table
 
 

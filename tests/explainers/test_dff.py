@@ -132,3 +132,16 @@ def test_constant_activations_give_zero_maps():
     assert maps.shape == (2, 5, 7)
     assert torch.equal(maps, torch.zeros_like(maps))
     assert explainer.n_iter.tolist() == [1, 1] and torch.isfinite(explainer.concepts).all()
+
+
+def test_explain_concepts_puts_the_strongest_concept_first():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential()
+    model.add_module("layer4", torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, stride=4, padding=1), torch.nn.ReLU()))
+    x = torch.randn(3, 3, 29, 35)
+    dff = DFF(model.eval(), n_components=3)
+    concepts = dff.explain_concepts(x)
+    assert concepts.shape == (3, 3, 29, 35)
+    torch.testing.assert_close(concepts[:, 0], dff(x))
+    all_concepts = dff.concept_images((29, 35))
+    torch.testing.assert_close(concepts.sort(dim=1).values, all_concepts.sort(dim=1).values)  # the same maps, reordered

@@ -71,3 +71,15 @@ def test_two_object_coverage_without_two_object_items_says_so():
     one_object = torch.utils.data.Subset(TwoObjects(), [1, 3])
     with pytest.raises(ValueError, match="no item with exactly two object masks"):
         two_object_coverage(one_object, {"left": left_half})
+
+
+def test_object_coverage_of_several_maps_takes_each_objects_best_map():
+    masks = torch.zeros(1, 2, 4, 4, dtype=torch.bool)
+    masks[0, 0, :2] = True  # top half
+    masks[0, 1, 2:] = True  # bottom half
+    concepts = torch.zeros(1, 3, 4, 4)
+    concepts[0, 0, :2, :2] = 1.0  # half of the top object
+    concepts[0, 1, :2] = 1.0  # all of the top object
+    concepts[0, 2, 3] = 1.0  # half of the bottom object
+    assert object_coverage(concepts, masks).tolist() == [[1.0, 0.5]]
+    torch.testing.assert_close(object_coverage(concepts[:, 1], masks), object_coverage(concepts[:, 1:2], masks))

@@ -167,6 +167,7 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
         "walkthrough_background_control",
         "fig1_qualitative",
         "fig2_multi_object",
+        "fig2_dff_concepts",
         "fig3_misclassified",
         "fig5_metric_distributions",
         "fig6_seconds_per_image",
@@ -176,7 +177,10 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     assert (results / "multi_object_coverage_synthetic.csv").is_file()
     assert (results / "correct_vs_wrong_synthetic.csv").is_file()
     run_dir = next(results.glob("synthetic_paper/*/summary.md")).parent
-    assert (run_dir / "summary.md").read_text().startswith("| Metric |")
+    header = (run_dir / "summary.md").read_text().splitlines()[0]
+    assert header.startswith("| Metric |") and all(f"Shapes SimCLR {title} |" in header for title in ("EigenCAM", "FEM", "Random"))
+    coverage = (results / "multi_object_coverage_synthetic.csv").read_text()
+    assert "Shapes supervised DFF concepts (best per object)" in coverage and "Shapes supervised FEM" in coverage
     assert (run_dir / "run.json").is_file() and (run_dir / "results.parquet").is_file()
 
 

@@ -24,7 +24,7 @@ def test_params_reject_unknown_names_and_wrong_types():
     with pytest.raises(ValueError, match="precision"):
         Params.from_mapping({"precision": "fp16"})
     params = Params.from_mapping({"encoders": ["simclr"], "n_eval": None, "checkpoints": {"simclr": "w.ckpt"}})
-    assert params.encoders == ["simclr"] and params.n_eval is None and params.methods == []
+    assert params.encoders == ["simclr"] and params.n_eval is None and params.methods == ["eigencam", "fem", "random"]
     assert "RELAX masks" in Params.meaning("relax_masks")
 
 
@@ -45,7 +45,9 @@ def test_setup_reads_the_namespace_and_loads_models_on_first_use(capsys):
     with pytest.raises(KeyError, match="Session.model"):
         run.models["resnet50"]
     assert not classifier.training
-    assert run.figures == REPO_ROOT / "figures" and run.pairs == lu.paper.model_method_pairs(run.classifier, run.encoders)
+    assert run.figures == REPO_ROOT / "figures" and run.paper_pairs == lu.paper.model_method_pairs(run.classifier, run.encoders)
+    assert run.pairs[:3] == [("shapes-supervised", "gradcam"), ("shapes-supervised", "lafam"), ("shapes-supervised", "eigencam")]
+    assert len(run.pairs) == 10 and set(run.paper_pairs) < set(run.pairs)
 
 
 def test_weight_settings_are_checked_before_anything_loads():
