@@ -10,9 +10,11 @@ from .lafam import LaFAM
 from .gradcam import GradCAM
 from .relax import RELAX
 from .eigencam import EigenCAM
+from .attention import CLSAttention
 
 __all__ = [
     "ActivationExplainer",
+    "CLSAttention",
     "EXPLAINERS",
     "EigenCAM",
     "Explainer",
