@@ -2,8 +2,9 @@
 six official self-supervised ResNet50 releases, the official DINO / DINOv2 ViTs, any torchvision
 classifier and the shapes CNNs.
 
-The ImageNet models are torchvision ResNet50s, so a layer name ("layer4", "layer3.5.conv3") means
-the same in each; the self-supervised encoders replace ``fc`` by their embedding. Weights come from
+The ImageNet CNNs are torchvision ResNet50s, so a layer name ("layer4", "layer3.5.conv3") means
+the same in each; the self-supervised encoders replace ``fc`` by their embedding. The ViTs keep
+their official module names ("blocks.11", "blocks.11.norm1"). Weights come from
 the web (cached in ``torch.hub.get_dir()/checkpoints``) or from a local file (``checkpoint=``).
 Inputs are preprocessed with ``lafam_utils.datasets.transforms.preprocess_image`` (ImageNet
 normalisation) for all.
