@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
-from lafam_utils.models.vit import ViTConfig, VisionTransformer
+from lafam_utils.models.vit import VisionTransformer, ViTConfig
 
 PATCH = 8
 

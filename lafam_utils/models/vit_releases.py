@@ -23,7 +23,7 @@ import torch
 from .checkpoints import load_weights, read_checkpoint, torchvision_names
 from .downloads import fetch
 from .releases import Layout, find_layout
-from .vit import ViTConfig, VisionTransformer
+from .vit import VisionTransformer, ViTConfig
 
 DINO_URL = "https://dl.fbaipublicfiles.com/dino"
 DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"

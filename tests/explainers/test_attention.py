@@ -8,7 +8,14 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_vits import PATCH, cls_attention_by_hand, layer_output, normalise, tiny_dino, tiny_torchvision
+from tiny_vits import (
+    PATCH,
+    cls_attention_by_hand,
+    layer_output,
+    normalise,
+    tiny_dino,
+    tiny_torchvision,
+)
 
 import lafam_utils as lu
 from lafam_utils.explainers import CLSAttention, explainer_class

@@ -8,7 +8,6 @@ import pytest
 import torch
 from pytorch_grad_cam import GradCAM as ReferenceGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from torch import nn
 from tiny_vits import (
     PATCH,
     eigencam_by_hand,
@@ -19,6 +18,7 @@ from tiny_vits import (
     tiny_dino,
     tiny_torchvision,
 )
+from torch import nn
 
 import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize

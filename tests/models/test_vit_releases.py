@@ -21,7 +21,7 @@ from torch import Tensor
 
 import lafam_utils as lu
 from lafam_utils.models import CheckpointError, DownloadError
-from lafam_utils.models.vit import ViTConfig, VisionTransformer
+from lafam_utils.models.vit import VisionTransformer, ViTConfig
 from lafam_utils.models.vit_releases import VIT_RELEASES
 from lafam_utils.report.titles import MODEL_TITLES
 
