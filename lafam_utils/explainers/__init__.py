@@ -15,9 +15,11 @@ from .kpca_cam import KPCACAM
 from .dff import DFF
 from .repeat import REPEAT
 from .random_cam import RandomCAM
+from .attention import CLSAttention
 
 __all__ = [
     "ActivationExplainer",
+    "CLSAttention",
     "DFF",
     "EXPLAINERS",
     "EigenCAM",

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..hooks import LayerSpec, find_layer, layer_output
 from ..precision import Precision, check_precision, forward_context, memory_format, resolve_precision
+from .tokens import patch_grid
 
 Upsample = Literal["nearest", "bilinear"] | None
 UPSAMPLE_MODES = ("nearest", "bilinear", None)
@@ -37,7 +38,7 @@ def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
     if acts.ndim != 4:
         raise ValueError(
             f"layer {layer!r} gives output of shape {tuple(acts.shape)}; expected a (B, C, h, w) "
-            "feature map from a convolutional layer"
+            "feature map from a convolutional layer or (B, N, C) tokens from a Vision Transformer layer"
         )
     if acts.shape[-2:] == (1, 1):
         raise ValueError(
@@ -45,6 +46,15 @@ def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
             "map (not a pooling or fully connected layer), or larger images (these are smaller than the "
             "network's stride up to that layer)"
         )
+
+
+def feature_map(acts: Tensor, model: nn.Module, layer: LayerSpec, size: tuple[int, int] | None) -> Tensor:
+    """A layer's output as a checked (B, C, h, w) feature map: a convolutional layer's as it is, a
+    (B, N, C) token layer's patch tokens as their grid for images of ``size`` (``tokens.patch_grid``)."""
+    if acts.ndim == 3:
+        acts = patch_grid(acts, model, layer, size)
+    check_feature_map(acts, layer)
+    return acts
 
 
 def minmax_normalize(maps: Tensor) -> Tensor:
@@ -137,11 +147,11 @@ class Explainer(ABC):
         return maps
 
     def activations(self, x: Tensor) -> Tensor:
-        """The layer's (B, C, h, w) output; the forward stops there and builds no autograd graph."""
+        """The layer's (B, C, h, w) output (a token layer's patch grid); the forward stops there and
+        builds no autograd graph."""
         with torch.no_grad(), self.forward_context(x):
             acts = layer_output(self.model, self.layer, x)
-        check_feature_map(acts, self.layer)
-        return acts
+        return feature_map(acts, self.model, self.layer, tuple(x.shape[-2:]))
 
     def __repr__(self) -> str:
         return (

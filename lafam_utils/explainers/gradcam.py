@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from ..hooks import capture, layer_name
-from .base import Explainer, check_feature_map
+from .base import Explainer, feature_map
 from .registry import register
+from .tokens import check_patch_gradients, patch_grid
 
 Target = int | str | Sequence[int] | Sequence[str] | Tensor | None
 
@@ -72,6 +73,11 @@ class GradCAM(Explainer):
     caller's ``torch.no_grad()``. With ``precision="bf16"`` the forward and this backward run in
     bf16; the gradient weighting runs in float32. The batch's class scores share one backward
     pass, which keeps images independent when the model is in eval mode (batch norm with running statistics).
+
+    On a Vision Transformer's token layer, ``A`` is its patch tokens as an h x w grid (prefix tokens
+    dropped, ``explainers.tokens``) and ``w_k`` their mean gradient: pytorch-grad-cam's ViT recipe
+    with a ``reshape_transform``. A layer after which the model reads only its CLS token (a
+    classifier's last block) has an exactly zero patch gradient: an error naming a usable layer.
     """
 
     name = "gradcam"
@@ -88,16 +94,19 @@ class GradCAM(Explainer):
         if name not in rec.outputs:
             model = type(self.model).__name__
             raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass of {model}")
-        return self.from_graph(logits, rec.outputs[name], target)
+        return self.from_graph(logits, rec.outputs[name], target, size=tuple(x.shape[-2:]))
 
-    def from_graph(self, logits: Tensor, acts: Tensor, target: Target = None) -> Tensor:
+    def from_graph(
+        self, logits: Tensor, acts: Tensor, target: Target = None, size: tuple[int, int] | None = None
+    ) -> Tensor:
         """Raw (B, h, w) maps from a forward recorded by ``capture(..., start_graph=True)``.
 
         ``logits`` are the model's output and ``acts`` the layer's output, the leaf the graph of
-        the later layers starts from. A forward shared with other explainers of the same model
+        the later layers starts from; ``size`` is the images' (H, W), which a token layer's patch
+        grid needs. A forward shared with other explainers of the same model
         (``lafam_utils.shared_forward``) calls this directly.
         """
-        check_feature_map(acts, self.layer)
+        grid = feature_map(acts.detach(), self.model, self.layer, size)
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != acts.shape[0]:
             shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise ValueError(f"Grad-CAM needs a model returning (B, n_classes) scores, got {shape}")
@@ -106,5 +115,8 @@ class GradCAM(Explainer):
         with torch.enable_grad():  # also inside a caller's no_grad
             score = logits.gather(1, self.targets[:, None]).sum()  # images are independent: one backward
         (grads,) = torch.autograd.grad(score, acts)
+        if acts.ndim == 3:
+            check_patch_gradients(grads, self.model, self.layer)
+            grads = patch_grid(grads, self.model, self.layer, size)
         weights = grads.float().mean(dim=(2, 3))
-        return torch.einsum("bc,bchw->bhw", weights, acts.detach().float()).relu()
+        return torch.einsum("bc,bchw->bhw", weights, grid.float()).relu()

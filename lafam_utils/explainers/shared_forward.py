@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..hooks import capture, find_layer, layer_name
 from ..precision import forward_context, memory_format
-from .base import ActivationExplainer, Explainer, check_feature_map, check_images
+from .base import ActivationExplainer, Explainer, check_images, feature_map
 from .gradcam import GradCAM
 from .relax import RELAX
 
@@ -123,15 +123,15 @@ def explain_together(
 
     for key, explainer in gradcams.items():
         acts = graph.outputs[layer_name(model, explainer.layer)]
-        timed(key, explainer, lambda e=explainer, a=acts: e.from_graph(output, a), forward_seconds)
+        timed(key, explainer, lambda e=explainer, a=acts: e.from_graph(output, a, size=size), forward_seconds)
     for key, explainer in relaxes.items():
         reference = RELAX.as_embeddings(output, len(x))
         timed(key, explainer, lambda e=explainer, r=reference: e.from_reference(xp, r), forward_seconds)
     for key, explainer in readers.items():
         layer = reader_layers[key]
-        check_feature_map(recorded[layer], explainer.layer)
+        acts = feature_map(recorded[layer], model, explainer.layer, size)
         with torch.no_grad():
-            timed(key, explainer, lambda e=explainer, a=recorded[layer]: e.from_activations(a), reached[layer] - start)
+            timed(key, explainer, lambda e=explainer, a=acts: e.from_activations(a), reached[layer] - start)
     ordered = {key: maps[key] for key in explainers}
     result = output.detach() if whole_model and isinstance(output, Tensor) else None
     return SharedMaps(ordered, {key: seconds[key] for key in explainers}, result)

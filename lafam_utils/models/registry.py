@@ -1,8 +1,10 @@
 """Models by name: the paper's supervised ResNet50, the Lightning Bolts SimCLR and SwAV encoders,
-six official self-supervised ResNet50 releases, any torchvision classifier and the shapes CNNs.
+six official self-supervised ResNet50 releases, the official DINO / DINOv2 ViTs, any torchvision
+classifier and the shapes CNNs.
 
-The ImageNet models are torchvision ResNet50s, so a layer name ("layer4", "layer3.5.conv3") means
-the same in each; the self-supervised encoders replace ``fc`` by their embedding. Weights come from
+The ImageNet CNNs are torchvision ResNet50s, so a layer name ("layer4", "layer3.5.conv3") means
+the same in each; the self-supervised encoders replace ``fc`` by their embedding. The ViTs keep
+their official module names ("blocks.11", "blocks.11.norm1"). Weights come from
 the web (cached in ``torch.hub.get_dir()/checkpoints``) or from a local file (``checkpoint=``).
 Inputs are preprocessed with ``lafam_utils.datasets.transforms.preprocess_image`` (ImageNet
 normalisation) for all.
@@ -22,6 +24,7 @@ from ..shapes.shipped import SHAPES_MODELS
 from .bolts import BOLTS_URLS, bolts_encoder
 from .releases import RELEASES, load_release
 from .torchvision_models import TORCHVISION_MODELS, torchvision_classifier
+from .vit_releases import VIT_RELEASES, load_vit_release
 
 
 def load_model(
@@ -42,6 +45,10 @@ def load_model(
     - ``"dino-resnet50"``, ``"mocov2"``, ``"mocov3-resnet50"``, ``"barlowtwins"``, ``"vicreg"``,
       ``"swav-fair"``: the official ResNet50 releases of these self-supervised methods
       (``lafam_utils.models.releases``); ``embedding="backbone"`` (default) or ``"projection"``.
+    - ``"dino-vits16"``, ``"dino-vits8"``, ``"dino-vitb16"``, ``"dino-vitb8"``, ``"dinov2-vits14"``,
+      ``"dinov2-vitb14"``, ``"dinov2-vits14-reg"``, ``"dinov2-vitb14-reg"``: the official DINO and
+      DINOv2 ViT backbones (``lafam_utils.models.vit_releases``), official module names
+      (``blocks.N``, ``blocks.N.norm1``, ``blocks.N.attn``, ``norm``); forward -> (B, D) CLS embedding.
     - ``"simclr"``, ``"swav"``: the Bolts ImageNet ResNet50 encoders, forward -> (B, D) embedding.
       ``embedding="backbone"``: pooled 2048-d layer4 features; ``"projection"``: the 128-d
       L2-normalised projection-head output. Defaults are the embeddings the paper's RELAX used:
@@ -83,13 +90,16 @@ def load_model(
         model = bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)
     elif name in RELEASES:
         model = load_release(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)
+    elif name in VIT_RELEASES:
+        model = load_vit_release(name, weights, checkpoint, trust_checkpoint, weights_dir)
     elif name in TORCHVISION_MODELS:
         model = torchvision_classifier(name, weights, checkpoint, trust_checkpoint, weights_dir)
     else:
-        close = difflib.get_close_matches(name, (*BOLTS_URLS, *RELEASES, *SHAPES_MODELS, *TORCHVISION_MODELS), n=5)
+        named = (*BOLTS_URLS, *RELEASES, *VIT_RELEASES, *SHAPES_MODELS)
+        close = difflib.get_close_matches(name, (*named, *TORCHVISION_MODELS), n=5)
         hint = f" Close matches: {', '.join(close)}." if close else ""
         raise ValueError(
-            f"unknown model {name!r}.{hint} Known: {', '.join((*BOLTS_URLS, *RELEASES, *SHAPES_MODELS))} "
+            f"unknown model {name!r}.{hint} Known: {', '.join(named)} "
             "and torchvision's classification models (torchvision.models.list_models())."
         )
     model.eval()

@@ -77,9 +77,10 @@ class Layout:
     Attributes:
         description: the layout in words, for error messages.
         container: the checkpoint entry holding the state dict (None: the file is the state dict).
-        backbone: the key prefix of the ResNet50.
+        backbone: the key prefix of the backbone.
         head: the key prefix of the projection head (None: no head).
         unused: key prefix -> what it is, for the parts no embedding uses; they are dropped.
+        marker: a key (after ``backbone``) that every file of this layout has.
     """
 
     description: str
@@ -87,11 +88,12 @@ class Layout:
     backbone: str
     head: str | None = None
     unused: Mapping[str, str] = field(default_factory=dict)
+    marker: str = "conv1.weight"
 
     def matches(self, checkpoint: Mapping[str, Any]) -> bool:
-        """Whether ``checkpoint`` is in this layout: its state dict has the backbone's ``conv1.weight``."""
+        """Whether ``checkpoint`` is in this layout: its state dict has the backbone's ``marker`` key."""
         state = checkpoint.get(self.container) if self.container else checkpoint
-        return isinstance(state, Mapping) and f"{self.backbone}conv1.weight" in state
+        return isinstance(state, Mapping) and f"{self.backbone}{self.marker}" in state
 
 
 TORCHVISION_LAYOUT = Layout(
@@ -145,25 +147,31 @@ class Release:
     head_file: str | None = None  # where the head is published, when the default file lacks it
 
     def layout_of(self, checkpoint: Mapping[str, Any], source: str | Path) -> Layout:
-        """The first of this release's layouts (or torchvision's names) that ``checkpoint`` has.
-
-        Raises:
-            CheckpointError: it has none of them (the message lists them and the file's top-level keys).
-        """
+        """The first of this release's layouts (or torchvision's names) that ``checkpoint`` has (``find_layout``)."""
         layouts = self.layouts if BACKBONE_ONLY in self.layouts else (*self.layouts, TORCHVISION_LAYOUT)
-        for layout in layouts:
-            if layout.matches(checkpoint):
-                return layout
-        expected = "; ".join(
-            f"{layout.description}: {f'[{layout.container!r}]' if layout.container else ''}"
-            f"[{layout.backbone + 'conv1.weight'!r}]"
-            for layout in layouts
-        )
-        found = ", ".join(list(checkpoint)[:6])
-        raise CheckpointError(
-            f"{source} is not a {self.name} checkpoint: expected one of these layouts ({expected}); "
-            f"its top-level keys are {found}{', ...' if len(checkpoint) > 6 else ''}"
-        )
+        return find_layout(layouts, checkpoint, source, self.name)
+
+
+def find_layout(layouts: tuple[Layout, ...], checkpoint: Mapping[str, Any], source: str | Path, name: str) -> Layout:
+    """The first of ``layouts`` that ``checkpoint`` has.
+
+    Raises:
+        CheckpointError: it has none of them (the message lists each layout's marker key and the
+            file's top-level keys).
+    """
+    for layout in layouts:
+        if layout.matches(checkpoint):
+            return layout
+    expected = "; ".join(
+        f"{layout.description}: {f'[{layout.container!r}]' if layout.container else ''}"
+        f"[{layout.backbone + layout.marker!r}]"
+        for layout in layouts
+    )
+    found = ", ".join(list(checkpoint)[:6])
+    raise CheckpointError(
+        f"{source} is not a {name} checkpoint: expected one of these layouts ({expected}); "
+        f"its top-level keys are {found}{', ...' if len(checkpoint) > 6 else ''}"
+    )
 
 
 RELEASES: dict[str, Release] = {
@@ -403,4 +411,4 @@ def download(release: Release, weights_dir: str | Path | None = None) -> Path:
     return path
 
 
-__all__ = ["Layout", "RELEASES", "Release", "load_release", "release_state_dict"]
+__all__ = ["Layout", "RELEASES", "Release", "find_layout", "load_release", "release_state_dict"]

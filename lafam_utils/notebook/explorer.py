@@ -47,6 +47,21 @@ def has_class_logits(model: nn.Module) -> bool:
     return getattr(model, "class_names", None) is not None
 
 
+def applies_to(method: str, model: nn.Module) -> bool:
+    """Whether ``method`` can explain ``model``: class logits where it needs labels; a layer-free
+    method must build on the model (a layer-based one is checked when its layer is chosen)."""
+    cls = explainer_class(method)
+    if cls.needs_labels and not has_class_logits(model):
+        return False
+    if cls.needs_layer:
+        return True
+    try:
+        cls(model)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def model_layers(model: nn.Module, default: str) -> list[str]:
     """The model's top-level stages named ``layer*`` (ResNet's layer1..layer4), else ``[default]``."""
     return [name for name, _ in model.named_children() if name.startswith("layer")] or [default]
@@ -110,9 +125,13 @@ class Explorer(widgets.VBox):
         self.refresh()
 
     def method_choices(self, model_name: str) -> list[str]:
-        """The methods offered for a model: those explaining a class score only when it has class logits."""
-        logits = has_class_logits(self.models[model_name])
-        return [method for method in self.methods if logits or not explainer_class(method).needs_labels]
+        """The methods offered for a model: those it can be explained with.
+
+        A method that explains a class score needs class logits; a layer-free one (RELAX, the
+        attention map) must accept the model when built on it (its constructor checks it).
+        """
+        model = self.models[model_name]
+        return [method for method in self.methods if applies_to(method, model)]
 
     @staticmethod
     def reads_layer(method: str) -> bool:
@@ -245,4 +264,4 @@ class Explorer(widgets.VBox):
         return f"Explorer(image={index}, model={model_name!r}, method={method!r}, layer={layer!r}, upsample={upsample!r})"
 
 
-__all__ = ["Explorer", "has_class_logits", "model_layers"]
+__all__ = ["Explorer", "applies_to", "has_class_logits", "model_layers"]

@@ -102,3 +102,13 @@ def test_figure_is_a_fixed_size_matplotlib_figure(explorer):
 def test_empty_dataset_is_a_clear_error():
     with pytest.raises(ValueError, match="at least one image"):
         Explorer([], {"m": torch.nn.Identity()})
+
+
+def test_methods_are_offered_where_they_apply():
+    from lafam_utils.notebook.explorer import applies_to
+
+    cnn = lu.load_model("shapes-supervised", weights=None)
+    encoder = lu.load_model("shapes-simclr", weights=None)
+    assert applies_to("gradcam", cnn) and not applies_to("gradcam", encoder)
+    assert applies_to("relax", encoder) and applies_to("lafam", encoder)
+    assert not applies_to("attention", cnn)  # a CNN has no attention to read
