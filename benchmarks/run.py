@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import report, timing  # noqa: E402
 from benchmarks.cases import Case, Settings  # noqa: E402
 
-CASE_MODULES = ("lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "gpu")
+CASE_MODULES = ("lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "eigencam", "gpu")
 
 
 def all_cases(settings: Settings, modules: tuple[str, ...] = CASE_MODULES) -> list[Case]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Literal
 
@@ -11,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec, find_layer, layer_output
-from ..precision import Precision, check_precision, forward_context, memory_format, resolve_precision
+from ..precision import Precision, Resolved, check_precision, forward_context, memory_format, resolve_precision
+from ..progress import report_line
 
 Upsample = Literal["nearest", "bilinear"] | None
 UPSAMPLE_MODES = ("nearest", "bilinear", None)
@@ -64,6 +68,53 @@ def upsample_maps(maps: Tensor, size: tuple[int, int], mode: Upsample) -> Tensor
     return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
 
 
+class CompiledForward:
+    """A model's forward compiled by ``torch.compile`` (dynamic shapes off) on its first call.
+
+    The compiled function reaches the model through a weak reference, so a cached compiled
+    forward does not keep its model alive. ``seconds`` is the first call's time (tracing and
+    compiling included; a new input shape recompiles, at torch's own cost, unreported).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        reference = weakref.ref(model)
+
+        def forward(x: Tensor) -> Any:
+            return reference()(x)
+
+        self.model_name = type(model).__name__
+        self.function = torch.compile(forward, dynamic=False)
+        self.seconds: float | None = None
+
+    def __call__(self, x: Tensor) -> Any:
+        if self.seconds is not None:
+            return self.function(x)
+        start = time.perf_counter()
+        output = self.function(x)
+        self.seconds = time.perf_counter() - start
+        return output
+
+
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[str, CompiledForward]] = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model: nn.Module, precision: Resolved) -> CompiledForward:
+    """``model``'s compiled forward for ``precision``, made once per model object and precision.
+
+    Args:
+        model: the network; its forward must run without module hooks (see ``Explainer``).
+        precision: the resolved precision the forward runs in (its global state is part of what
+            torch.compile specialises on).
+
+    Returns:
+        The cached ``CompiledForward``.
+    """
+    per_model = _COMPILED.setdefault(model, {})
+    if precision not in per_model:
+        per_model[precision] = CompiledForward(model)
+    return per_model[precision]
+
+
 class Explainer(ABC):
     """Base of all explainers: ``explainer(x)`` maps (B, 3, H, W) images to (B, H, W) maps in [0, 1].
 
@@ -72,10 +123,21 @@ class Explainer(ABC):
     ``"nearest"``, ``"bilinear"`` or ``None`` for the layer resolution) and, with ``threshold``,
     sets values below it to 0. Maps are float32 and stay on the device of ``x``.
 
-    ``precision`` (``lafam_utils.precision``): ``"fp32"`` (default), ``"bf16"`` (the model's
-    forward under bf16 autocast, images in channels_last; the model is not modified) or
-    ``"auto"`` (bf16 where ``x``'s device has native bf16 arithmetic). Subclasses run their model
-    calls inside ``self.forward_context(x)`` and compute everything else in float32.
+    ``precision`` (``lafam_utils.precision``): ``"fp32"`` (default; strict IEEE float32, TF32 off
+    on CUDA), ``"tf32"`` (TF32 on CUDA; fp32 elsewhere), ``"bf16"`` (the model's forward under
+    bf16 autocast, images in channels_last; the model is not modified) or ``"auto"`` (TF32 on a
+    CUDA device that has it, bf16 on a CPU with native bf16 arithmetic, else fp32). Subclasses
+    run their model calls inside ``self.forward_context(x)`` and compute everything else in float32.
+
+    ``compile=True`` runs the forward passes that go through the whole model without module
+    hooks (RELAX's masked images) through ``torch.compile`` (``compiled_forward``: compiled once
+    per model object and precision, dynamic shapes off). Forwards that read a layer through hooks
+    (LaFAM, EigenCAM, Grad-CAM, RELAX's unmasked reference) stay eager: torch.compile does not
+    see hooks added after it compiled a model (``torch._dynamo.config.skip_nnmodule_hook_guards``),
+    and a hook that stops the forward with an exception, as LaFAM's does, makes it give up
+    compiling the whole frame (checked with torch 2.14). So ``compile`` changes nothing for the
+    layer-reading methods. When ``report_compile`` is set (RELAX: ``progress=True``; ``evaluate``
+    with progress output), the first compiled call prints one line "compiled <model class> in X s".
 
     Class attributes: ``name`` (the registry key, ``lu.explainer(name, model)``), ``title`` (the
     display name in tables and figures), ``needs_labels`` (explains a class score: the model must
@@ -87,6 +149,7 @@ class Explainer(ABC):
     title: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
     needs_layer: ClassVar[bool] = True
+    report_compile: bool = False
 
     def __init__(
         self,
@@ -95,6 +158,7 @@ class Explainer(ABC):
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
+        compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
         check_precision(precision)
         if upsample not in UPSAMPLE_MODES:
@@ -108,8 +172,9 @@ class Explainer(ABC):
         self.upsample = upsample
         self.threshold = threshold
         self.precision = precision
+        self.compile = bool(compile)
 
-    def resolved_precision(self, device: torch.device) -> Literal["fp32", "bf16"]:
+    def resolved_precision(self, device: torch.device) -> Resolved:
         """This explainer's precision on ``device`` ("auto" decided there)."""
         return resolve_precision(self.precision, device)
 
@@ -118,8 +183,20 @@ class Explainer(ABC):
         return memory_format(x, self.resolved_precision(x.device))
 
     def forward_context(self, x: Tensor) -> AbstractContextManager:
-        """The context the model's forward runs in: bf16 autocast on ``x``'s device for bf16."""
+        """The context the model's forward runs in: bf16 autocast for bf16, TF32 on or off otherwise."""
         return forward_context(self.resolved_precision(x.device), x.device)
+
+    def whole_forward(self, x: Tensor) -> Any:
+        """The model's output for ``x``, from its compiled forward with ``compile=True``; a forward
+        without hooks, to be run inside ``forward_context``."""
+        if not self.compile:
+            return self.model(x)
+        forward = compiled_forward(self.model, self.resolved_precision(x.device))
+        first = forward.seconds is None
+        output = forward(x)
+        if first and self.report_compile:
+            report_line(f"compiled {forward.model_name} in {forward.seconds:.1f} s")
+        return output
 
     @abstractmethod
     def layer_maps(self, x: Tensor, **kwargs: Any) -> Tensor:
@@ -146,7 +223,7 @@ class Explainer(ABC):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(layer={self.layer!r}, upsample={self.upsample!r}, "
-            f"threshold={self.threshold}, precision={self.precision!r})"
+            f"threshold={self.threshold}, precision={self.precision!r}, compile={self.compile})"
         )
 
 

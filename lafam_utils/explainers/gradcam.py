@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..hooks import capture, layer_name
+from ..precision import tf32_context
 from .base import Explainer, check_feature_map
 from .registry import register
 
@@ -70,7 +71,7 @@ class GradCAM(Explainer):
     after it record a graph, and only ``d y_c / d A`` is computed (``torch.autograd.grad``): no
     parameter ``.grad`` changes, ``requires_grad`` flags are untouched, and it works inside a
     caller's ``torch.no_grad()``. With ``precision="bf16"`` the forward and this backward run in
-    bf16; the gradient weighting runs in float32. The batch's class scores share one backward
+    bf16, with ``"fp32"`` / ``"tf32"`` both with TF32 off / on; the gradient weighting runs in float32. The batch's class scores share one backward
     pass, which keeps images independent when the model is in eval mode (batch norm with running statistics).
     """
 
@@ -105,6 +106,7 @@ class GradCAM(Explainer):
         self.targets = resolve_targets(target, self.logits, getattr(self.model, "class_names", None))
         with torch.enable_grad():  # also inside a caller's no_grad
             score = logits.gather(1, self.targets[:, None]).sum()  # images are independent: one backward
-        (grads,) = torch.autograd.grad(score, acts)
+        with tf32_context(self.resolved_precision(acts.device)):
+            (grads,) = torch.autograd.grad(score, acts)
         weights = grads.float().mean(dim=(2, 3))
         return torch.einsum("bc,bchw->bhw", weights, acts.detach().float()).relu()
