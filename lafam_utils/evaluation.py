@@ -53,8 +53,8 @@ METRIC_NAMES = tuple(METRICS)
 ID_COLUMNS = ("dataset", "index", "id", "labels", "model", "method", "prediction", "seconds")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 NOT_SETTINGS = frozenset(
-    {"dataset", "pairs", "results_dir", "metrics", "device", "models", "explainers", "explainer_kwargs", "csv", "progress",
-     "num_workers"}
+    {"dataset", "pairs", "results_dir", "metrics", "device", "models", "explainers", "explainer_kwargs", "csv", "progress"}
+    | {"num_workers"}
 )
 """``evaluate``'s arguments that enter the identity in their own form (or not at all: where results
 go, the device, progress output, the loading processes); every other argument, present or future,
@@ -125,7 +125,9 @@ class _BatchLoader(torch.utils.data.Dataset):
             return _Loaded(batch, items, None, None)
         shapes = {tuple(item.image.shape) for item in loaded}
         if len(shapes) > 1:
-            raise ValueError(f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset")
+            raise ValueError(
+                f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset"
+            )
         x, masks = torch.stack([item.image for item in loaded]), torch.stack([item.mask for item in loaded])
         for item in loaded:
             item.image = item.mask = None
@@ -475,7 +477,7 @@ def evaluate(
         raise ValueError(f"pairs must not repeat, got {pairs!r}")
     metric_names = tuple(metric.name for metric in select(metrics))
     check_precision(precision)
-    if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0):
+    if num_workers is not None and (type(num_workers) is not int or num_workers < 0):
         raise ValueError(f"num_workers must be a non-negative integer or None, got {num_workers!r}")
     device = torch.device(device)
     settings["precision"] = resolve_precision(precision, device)  # "auto" as decided on this device
@@ -503,7 +505,9 @@ def evaluate(
         n_batches = -(-n_items // batch_size)
         order = [*range(rank, n_batches, world), *(b for b in range(n_batches) if b % world != rank)]
         workers = _workers(num_workers, dataset)
-        frames = _run_batches(store, runner, dataset, dataset_name, ids, pairs, order, batch_size, rank, progress, workers)
+        frames = _run_batches(
+            store, runner, dataset, dataset_name, ids, pairs, order, batch_size, rank, progress, workers
+        )
         table = pd.concat([frames[(pair, b)] for pair in pairs for b in range(n_batches)], ignore_index=True)
         if rank == 0:
             write_table_atomic(table, store.folder / "results.parquet")
@@ -601,7 +605,7 @@ def _run_batches(
         if bar is None:
             total = sum(len(indices(b)) * len(ps) for b, ps in missing.items())
             bar = progress_bar(total=total, unit="img", desc=f"evaluate, rank {rank}", position=rank, disable=not progress)
-        claims: dict[int, tuple[list[Pair], list[Pair]]] = {}  # batch -> (claimed, to compute), claimed ahead of loading
+        claims: dict[int, tuple[list[Pair], list[Pair]]] = {}  # batch -> (claimed, to compute), before loading
 
         def claimed_batches() -> Iterator[int]:
             for batch, batch_pairs in missing.items():

@@ -460,7 +460,8 @@ def test_worker_processes_give_the_same_table_errors_and_resume(reference, tmp_p
 def test_workers_by_default_follow_the_cpus(monkeypatch):
     from lafam_utils import evaluation
 
-    for cpus, local_ranks, expected in [(2, 1, 0), (3, 1, 0), (4, 1, 2), (16, 1, 8), (64, 1, 8), (16, 4, 2), (12, 4, 0), (32, 2, 8)]:
+    expectations = [(2, 1, 0), (3, 1, 0), (4, 1, 2), (16, 1, 8), (64, 1, 8), (16, 4, 2), (12, 4, 0), (32, 2, 8)]
+    for cpus, local_ranks, expected in expectations:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
         monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_ranks))
         assert evaluation.default_workers() == expected

@@ -134,7 +134,9 @@ class FlagRecorder:
 
 @pytest.mark.parametrize("method", list(EXPLAINERS))
 @pytest.mark.parametrize("precision, inside", [("fp32", (False, False)), ("tf32", (True, True))])
-def test_tf32_flags_inside_the_forward_and_restored_after(small_resnet, x, caller_flags, monkeypatch, method, precision, inside):
+def test_tf32_flags_inside_the_forward_and_restored_after(
+    small_resnet, x, caller_flags, monkeypatch, method, precision, inside
+):
     monkeypatch.setattr(prec, "native_tf32", lambda device: True)  # as on an Ampere GPU
     recorder = FlagRecorder(small_resnet.fc if method in ("gradcam", "relax") else small_resnet.layer4)
     try:

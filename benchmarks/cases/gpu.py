@@ -161,10 +161,12 @@ def _paper_contenders(settings: Settings) -> Contenders:
     size = sizes(settings)
     models = six_pair_models(settings)
     items = synthetic_items(size.paper_images, size.side)
-    options = {"explainer_kwargs": {"relax": {"n_masks": size.relax_masks}}, "k": min(1000, size.side**2)}
+    relax = {"relax": {"n_masks": size.relax_masks}}
+    k = min(1000, size.side**2)
 
     def evaluate(precision: str, compile: bool = False) -> Callable[[], None]:  # noqa: A002
-        return lambda: run_evaluate(items, PAPER_PAIRS, models, settings, precision=precision, compile=compile, **options)
+        options = {"precision": precision, "compile": compile, "explainer_kwargs": relax, "k": k}
+        return lambda: run_evaluate(items, PAPER_PAIRS, models, settings, **options)
 
     return {
         "evaluate fp32": evaluate("fp32"),
@@ -210,7 +212,8 @@ def cases(settings: Settings) -> list[Case]:
         )
     for precision in ("tf32", "bf16"):
         relax_comparisons = [
-            Comparison("bare forward", "RELAX", "RELAX masked forwards/s / the bare forward's", RELAX_SHARE_TARGET, ">="),
+            Comparison("bare forward", "RELAX", "RELAX masked forwards/s / the bare forward's", RELAX_SHARE_TARGET,
+                       ">="),
             Comparison("RELAX, 64 per forward", "RELAX", "speed-up of device-sized batches over 64", op=">="),
         ]
         if precision == "bf16":
@@ -246,7 +249,9 @@ def cases(settings: Settings) -> list[Case]:
             id="gpu-jpeg",
             title=f"evaluate LaFAM + Grad-CAM (bf16) from {size.jpegs} JPEGs of {JPEG_SIZE[0]}x{JPEG_SIZE[1]}, "
                   f"batch {size.jpeg_batch}",
-            build=lambda: jpeg_contenders(settings, classifier(settings), size.jpegs, size.jpeg_batch, size.side, workers),
+            build=lambda: jpeg_contenders(
+                settings, classifier(settings), size.jpegs, size.jpeg_batch, size.side, workers
+            ),
             comparisons=comparisons(workers),
             items=size.jpegs,
             rounds=1,

@@ -82,10 +82,9 @@ def jpeg_contenders(
 
     dataset = JpegFolder(folder.name, side)
     items = [dataset[i] for i in range(len(dataset))]
-    batches = [
-        [torch.stack([item[key] for item in items[start : start + batch]]).to(settings.device) for key in ("image", "mask")]
-        for start in range(0, len(items), batch)
-    ]
+    chunks = [items[start : start + batch] for start in range(0, len(items), batch)]
+    batches = [[torch.stack([item[key] for item in chunk]).to(settings.device) for key in ("image", "mask")]
+               for chunk in chunks]
     explainers = {pair: lu.explainer(pair[1], model, precision=precision) for pair in PAIRS}
 
     def in_memory() -> None:
@@ -114,12 +113,14 @@ def cases(settings: Settings) -> list[Case]:
     return [
         Case(
             id="loading",
-            title=f"evaluate LaFAM + Grad-CAM (fp32) from {count} JPEGs of {JPEG_SIZE[0]}x{JPEG_SIZE[1]}, batch {batch}",
+            title=f"evaluate LaFAM + Grad-CAM (fp32) from {count} JPEGs of {JPEG_SIZE[0]}x{JPEG_SIZE[1]}, "
+                  f"batch {batch}",
             build=lambda: jpeg_contenders(settings, resnet50(settings.device), count, batch, image_size(settings),
                                           workers, precision="fp32"),
             comparisons=comparisons(workers),
             items=count,
             rounds=1,
-            targets_note="each evaluate call starts its workers (spawn), in its time; workers help where cores are free",
+            targets_note="each evaluate call starts its workers (spawn), in its time; workers help where cores are "
+                         "free",
         )
     ]

@@ -22,11 +22,12 @@ class EigenCAM(ActivationExplainer):
     SVD fixes ``v_1`` only up to its sign, so peers (pytorch-grad-cam) can return inverted maps;
     here the sign is chosen so that the projection correlates positively with the channel mean
     (the LaFAM map), keeping the object bright. The ReLU keeps the positive side, as in
-    pytorch-grad-cam; a constant feature map gives a zero map (the first singular value at most
-    ``eps * max(h*w, C)`` times the largest absolute channel mean: rounding noise of the centring;
-    the batched SVD version scaled the floor by the largest absolute activation, which can only
-    decide differently for a singular value within a relative 2.4e-4 above this floor). No
-    labels, no gradients, no graph.
+    pytorch-grad-cam; a constant feature map gives a zero map: the first singular value is at most
+    ``a = eps * max(h*w, C)`` times the largest absolute channel mean, the rounding noise of the
+    centring. (The batched SVD version scaled this floor by the largest absolute activation
+    instead, which lies between that mean and it plus the singular value: the two rules differ
+    only for a singular value within a factor ``1 / (1 - a)`` of the floor, 2.4e-4 at 2048
+    channels.) No labels, no gradients, no graph.
 
     The component comes from the small Gram matrix of the centred samples (``h*w`` x ``h*w``
     for a layer4 map; ``C`` x ``C`` where that is smaller): its top eigenpair gives the

@@ -71,7 +71,8 @@ class GradCAM(Explainer):
     after it record a graph, and only ``d y_c / d A`` is computed (``torch.autograd.grad``): no
     parameter ``.grad`` changes, ``requires_grad`` flags are untouched, and it works inside a
     caller's ``torch.no_grad()``. With ``precision="bf16"`` the forward and this backward run in
-    bf16, with ``"fp32"`` / ``"tf32"`` both with TF32 off / on; the gradient weighting runs in float32. The batch's class scores share one backward
+    bf16, with ``"fp32"`` / ``"tf32"`` both with TF32 off / on; the gradient weighting runs in
+    float32. The batch's class scores share one backward
     pass, which keeps images independent when the model is in eval mode (batch norm with running statistics).
     """
 

@@ -53,7 +53,7 @@ class RELAX(Explainer):
     and bit-identical maps; every image of a batch gets the same masks. ``batch_size`` masked
     images go through the encoder at once (None: sized for the device by ``masked_per_forward``:
     about 64 at 224x224 on the CPU, up to 1,024 on CUDA as free memory allows), several images'
-    masks share a forward when ``n_masks`` fits; the maps are the same for any batch size. The
+    masks share a forward when ``n_masks`` fits; the maps do not depend on it beyond rounding. The
     unmasked images' reference embeddings come from one forward of the whole batch. With
     ``precision="bf16"`` the encoder runs under bf16 autocast; the cosine similarities and the
     statistics are float32. ``compile=True`` runs the masked forwards through ``torch.compile``
