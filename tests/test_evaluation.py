@@ -369,18 +369,22 @@ def test_damaged_chunks_are_recomputed_with_a_warning(reference, tmp_path):
         pd.testing.assert_frame_equal(run(tmp_path, ToyDataset(n=10, broken=(4,))), table)
 
 
-def launch(results_dir: Path, log: Path, go: Path, delay: float = 0.02) -> subprocess.Popen:
+def launch(results_dir: Path, log: Path, go: Path, delay: float = 0.02, workers: int = 0) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(results_dir), "--delay", str(delay), "--log", str(log), "--go", str(go)], cwd=REPO,
-        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(SCRIPT), str(results_dir), "--delay", str(delay), "--log", str(log), "--go", str(go),
+         "--workers", str(workers)], cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-@pytest.mark.parametrize("n_processes", [2, pytest.param(4, marks=pytest.mark.slow)])
-def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes):
-    """Problem 2: processes on one folder used to crash on a shared temporary name and repeat all work."""
+@pytest.mark.parametrize(
+    "n_processes, workers", [(2, 0), pytest.param(4, 0, marks=pytest.mark.slow), pytest.param(2, 2, marks=pytest.mark.slow)]
+)
+def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes, workers):
+    """Problem 2: processes on one folder used to crash on a shared temporary name and repeat all work.
+    With loading workers, each process claims a batch before its workers load it."""
     log, go = tmp_path / "calls.log", tmp_path / "go"
-    processes = [launch(tmp_path / "results", log, go) for _ in range(n_processes)]
+    processes = [launch(tmp_path / "results", log, go, workers=workers) for _ in range(n_processes)]
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("go.*.ready"))) < n_processes and time.monotonic() < deadline:
         time.sleep(0.05)
