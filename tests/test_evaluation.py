@@ -378,7 +378,8 @@ def launch(results_dir: Path, log: Path, go: Path, delay: float = 0.02, workers:
 
 
 @pytest.mark.parametrize(
-    "n_processes, workers", [(2, 0), pytest.param(4, 0, marks=pytest.mark.slow), pytest.param(2, 2, marks=pytest.mark.slow)]
+    "n_processes, workers",
+    [(2, 0), pytest.param(4, 0, marks=pytest.mark.slow), pytest.param(2, 2, marks=pytest.mark.slow)],
 )
 def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes, workers):
     """Problem 2: processes on one folder used to crash on a shared temporary name and repeat all work.
