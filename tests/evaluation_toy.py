@@ -2,9 +2,10 @@
 
 ``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS] [--log FILE] [--go FILE] [--workers N]``
 evaluates the toy dataset (also under ``torchrun``; ``--workers``: loading processes); ``--delay`` slows every
-item down so a test can kill the run half-way; ``--log`` appends one line per explainer call (pid, explainer, model, hash of the images) so a
-test can tell whether two processes did the same work; ``--go`` creates ``FILE.<pid>.ready`` once
-imported and waits for ``FILE`` to exist, so that several processes start evaluating together.
+item down so a test can kill the run half-way; ``--log`` appends one line per explainer call (pid, explainer,
+model, hash of the images) so a test can tell whether two processes did the same work; ``--go`` creates
+``FILE.<pid>.ready`` once imported and waits for ``FILE`` to exist, so that several processes start
+evaluating together.
 """
 
 from __future__ import annotations
