@@ -97,12 +97,13 @@ def jpeg_contenders(
 
 
 def comparisons(workers: int) -> list[Comparison]:
-    """The explaining's share of each ``evaluate`` (device-busy share on a GPU), and the workers' speed-up."""
+    """The device-busy share of each ``evaluate`` (time explaining and scoring decoded images / its time),
+    and the workers' speed-up."""
     return [
         Comparison("explainers and metrics on decoded images", f"evaluate, {workers} workers",
-                   "explaining's share of evaluate with workers", op=">="),
+                   "device-busy share of evaluate with workers", op=">="),
         Comparison("explainers and metrics on decoded images", "evaluate, in this process",
-                   "explaining's share of evaluate loading in this process", op=">="),
+                   "device-busy share of evaluate loading here", op=">="),
         Comparison("evaluate, in this process", f"evaluate, {workers} workers", "speed-up of worker loading", op=">="),
     ]
 
