@@ -609,8 +609,7 @@ def _run_batches(
 
         def claimed_batches() -> Iterator[int]:
             for batch, batch_pairs in missing.items():
-                claimed = [pair for pair in batch_pairs if store.claim(pair, batch)]
-                todo = []
+                claimed, todo = claims[batch] = ([pair for pair in batch_pairs if store.claim(pair, batch)], [])
                 for pair in claimed:  # another process may have finished it since the read above
                     frame = read(pair, batch)
                     if frame is None:
@@ -618,10 +617,9 @@ def _run_batches(
                     else:
                         frames[(pair, batch)] = frame
                 if todo:
-                    claims[batch] = (claimed, todo)
                     yield batch
                 else:
-                    release(claimed, batch)
+                    release(claims.pop(batch)[0], batch)
 
         def release(claimed: list[Pair], batch: int) -> None:
             for pair in claimed:
