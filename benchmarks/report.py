@@ -42,6 +42,19 @@ def _flags(flags: dict[str, Any] | None) -> str:
     )
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def _projections(case: dict[str, Any]) -> dict[str, str]:
+    """One note per projected dataset: each contender's projected wall time."""
+    labels = next(iter(case["projected_s"].values()), {})
+    return {
+        f"projected {label}": ", ".join(f"{name} {_minutes(p[label])}" for name, p in case["projected_s"].items())
+        for label in labels
+    }
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The ratio table (case, comparison, ratio, target, met?) and the absolute times and memory."""
     m = result["machine"]
@@ -79,6 +92,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {case['items'] / seconds:.1f} | {_memory(case, name)} |"
             )
     extras = [(case["title"], case["notes"]) for case in result["cases"] if case.get("notes")]
+    extras += [(case["title"], _projections(case)) for case in result["cases"] if case.get("projected_s")]
     extras += [(case["title"], {"what bounds the ratio": case["targets_note"]})
                for case in result["cases"] if case.get("targets_note")]
     if extras:

@@ -3,6 +3,8 @@
     make bench                                   # CPU, default sizes (< 10 minutes on 2 cores)
     make bench BENCH_ARGS="--large"              # larger batches / more RELAX masks
     make bench BENCH_ARGS="--device cuda"        # GPU: synchronised timings, GPU memory, throughput
+    make bench BENCH_ARGS="--device cuda --cases gpu"   # only the GPU cases (no peers needed)
+    python benchmarks/run.py --tiny --cases gpu --no-memory   # the GPU cases at a toy size on the CPU
     make bench BENCH_ARGS="--threads 1"          # one torch thread: steady times on a shared machine
     make bench BENCH_ARGS="--cases bf16 shared end-to-end"   # only cases whose id starts so
     make bench BENCH_ARGS="--relax-masks 256"    # fewer RELAX masks in the paper-sized cases (default 2048)
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import report, timing  # noqa: E402
 from benchmarks.cases import Case, Settings  # noqa: E402
 
-CASE_MODULES = ("lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "gpu", "peers")
+CASE_MODULES = ("lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "eigencam", "loading", "gpu", "peers")
 
 
 def all_cases(settings: Settings, modules: tuple[str, ...] = CASE_MODULES) -> list[Case]:
@@ -74,6 +76,11 @@ def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -
         result["rounds"] = rounds or case.rounds
         result["times_s"] = times
         result["median_s"] = {name: statistics.median(t) for name, t in times.items()}
+        if case.projections:
+            result["projected_s"] = {
+                name: {label: seconds / case.items * count for label, count in case.projections.items()}
+                for name, seconds in result["median_s"].items()
+            }
         result["comparisons"] = [
             {
                 "label": c.label,
@@ -122,7 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--relax-masks", type=int, default=2048, help="RELAX masks in the paper-sized cases (default 2048)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for bench.json/.md")
-    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tiny", action="store_true", help="toy sizes: check that the cases run (any device)")
     parser.add_argument("--probe", nargs=3, metavar=("MODULE", "CASE", "CONTENDER"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -1,10 +1,11 @@
 """A tiny dataset, models and metric function for the evaluation tests; also a script for subprocess runs.
 
-``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS] [--log FILE] [--go FILE]`` evaluates the toy
-dataset (also under ``torchrun``); ``--delay`` slows every item down so a test can kill the run
-half-way; ``--log`` appends one line per explainer call (pid, explainer, model, hash of the images) so a
-test can tell whether two processes did the same work; ``--go`` creates ``FILE.<pid>.ready`` once
-imported and waits for ``FILE`` to exist, so that several processes start evaluating together.
+``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS] [--log FILE] [--go FILE] [--workers N]``
+evaluates the toy dataset (also under ``torchrun``; ``--workers``: loading processes); ``--delay`` slows every
+item down so a test can kill the run half-way; ``--log`` appends one line per explainer call (pid, explainer,
+model, hash of the images) so a test can tell whether two processes did the same work; ``--go`` creates
+``FILE.<pid>.ready`` once imported and waits for ``FILE`` to exist, so that several processes start
+evaluating together.
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def logged(factories: dict, log: str) -> dict:
 if __name__ == "__main__":
     options = dict(zip(sys.argv[2::2], sys.argv[3::2]))
     extra = {"explainers": logged(toy_explainers(), options["--log"])} if "--log" in options else {}
+    if "--workers" in options:
+        extra["num_workers"] = int(options["--workers"])
     if "--go" in options:
         Path(f"{options['--go']}.{os.getpid()}.ready").touch()
         while not Path(options["--go"]).exists():

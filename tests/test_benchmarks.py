@@ -130,19 +130,60 @@ def test_an_unknown_case_id_is_a_clear_error(tmp_path):
         run.main(["--tiny", "--cases", "no-such-case", "--no-memory", "--out", str(tmp_path)])
 
 
-def test_gpu_variants_record_how_far_their_maps_move():
-    """The throughput case's variants, built here on the CPU (bf16 autocast works there too)."""
+def test_gpu_explainer_case_records_how_far_each_precision_moves_the_maps():
+    """The GPU explainer case built here on the CPU at the toy size (bf16 autocast works there too)."""
     from benchmarks.cases import gpu
 
     notes: dict[str, object] = {}
-    contenders = gpu._contenders(gpu.lu.LaFAM, 2, Settings(tiny=True), notes)
-    assert set(contenders) == {f"LaFAM {variant}" for variant in gpu.VARIANTS}
-    assert notes["LaFAM fp32: max |map - fp32 map|"] == 0
-    assert notes["LaFAM fp32 channels_last: max |map - fp32 map|"] <= 1e-4
-    bf16 = notes["LaFAM bf16 channels_last: max |map - fp32 map|"]
-    assert 0 < bf16 <= 1 and notes["LaFAM bf16 channels_last: within 0.01"] == (bf16 <= 1e-2)
-    assert contenders["LaFAM fp32"]().shape == (2, 64, 64)
-    assert gpu.cases(Settings()) == []
+    contenders = gpu._explainer_contenders("bf16", Settings(tiny=True), notes)
+    assert set(contenders) == {"forward", "LaFAM", "Grad-CAM", "EigenCAM"}
+    assert set(notes) == {f"{title}: max |map - strict fp32 map|" for title in ("LaFAM", "Grad-CAM", "EigenCAM")}
+    assert 0 < notes["LaFAM: max |map - strict fp32 map|"] <= 1
+    assert contenders["LaFAM"]().shape == (2, 64, 64)
+    assert gpu.cases(Settings()) == []  # on a CPU only at the toy size
+    ids = [case.id for case in gpu.cases(Settings(tiny=True))]
+    assert ids == ["gpu-forward", "gpu-explainers-fp32", "gpu-explainers-tf32", "gpu-explainers-bf16",
+                   "gpu-relax-tf32", "gpu-relax-bf16", "gpu-paper", "gpu-jpeg"]
+
+
+PEERS = ("captum", "pytorch_grad_cam", "quantus")
+WITHOUT_PEERS = """
+import sys
+for name in {peers}:
+    sys.modules[name] = None  # import captum etc. raises ImportError
+sys.path.insert(0, {root!r})
+from benchmarks import run
+from benchmarks.cases import Settings
+ids = [case.id for case in run.all_cases(Settings(tiny=True))]
+assert "gradcam" in ids and "gpu-paper" in ids, ids
+result = run.main(["--tiny", "--device", "cpu", "--cases", *{cases}, "--no-memory", "--rounds", "1", "--out", {out!r}])
+assert result["complete"] and not [case["id"] for case in result["cases"] if case.get("error")], result["cases"]
+assert not [name for name in {peers} if sys.modules[name] is not None]
+print("cases:", " ".join(case["id"] for case in result["cases"]))
+"""
+
+
+def run_without_peers(cases: list[str], out: Path) -> str:
+    """Run benchmark cases in a fresh interpreter where Captum, pytorch-grad-cam and Quantus cannot be imported."""
+    root = str(Path(__file__).resolve().parent.parent)
+    code = WITHOUT_PEERS.format(peers=PEERS, root=root, cases=cases, out=str(out))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_benchmark_cases_import_and_a_gpu_case_runs_without_the_peers(tmp_path):
+    assert "cases: gpu-explainers-fp32" in run_without_peers(["gpu-explainers-fp32"], tmp_path)
+
+
+@pytest.mark.slow
+def test_every_gpu_eigencam_and_loading_case_runs_at_the_toy_size_on_the_cpu_without_the_peers(tmp_path):
+    stdout = run_without_peers(["gpu", "eigencam", "loading"], tmp_path)
+    assert all(name in stdout for name in ("gpu-forward", "gpu-paper", "gpu-jpeg", "eigencam-activations", "loading"))
+    result = json.loads((tmp_path / "bench.json").read_text())
+    paper = next(case for case in result["cases"] if case["id"] == "gpu-paper")
+    assert set(paper["projected_s"]["evaluate bf16"]) == {"VOC (753 images)", "ImageNet-S (11,294 images)"}
+    assert "projected VOC (753 images)" in (tmp_path / "bench.md").read_text()
 
 
 def test_precision_and_shared_forward_cases_state_their_targets():

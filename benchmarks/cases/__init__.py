@@ -50,7 +50,9 @@ class Case:
 
     ``build`` makes them (models, inputs) only when the case runs; ``items`` is the number of
     images per call (for per-image times); ``notes`` holds what a case measures besides time;
-    ``targets_note`` says why a target is missed where the reason is known in advance.
+    ``targets_note`` says why a target is missed where the reason is known in advance;
+    ``projections`` names image counts (a dataset's size) whose wall time each contender's
+    per-image time is projected to.
     """
 
     id: str
@@ -62,6 +64,7 @@ class Case:
     warmup: int = 1  # untimed rounds first; 0 for cases whose calls take minutes
     notes: dict[str, object] = field(default_factory=dict)
     targets_note: str = ""
+    projections: dict[str, int] = field(default_factory=dict)
     module: str = ""  # the case module's name, set by run.all_cases (the memory probe imports only it)
 
 

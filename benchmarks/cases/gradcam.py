@@ -2,15 +2,13 @@
 
 Every contender gets the same explicit target classes, so none pays for an extra forward pass
 to find the predicted class; each returns the maps at the input size, as a user would use them.
-The case records how far Grad-CAM's maps are from Captum's (the same definition).
+The case records how far Grad-CAM's maps are from Captum's (the same definition). The peers are
+imported when the case is built, so the other cases run without them.
 """
 
 from __future__ import annotations
 
 import torch
-from captum.attr import LayerGradCam
-from pytorch_grad_cam import GradCAM as PytorchGradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize, upsample_maps
@@ -19,6 +17,10 @@ from . import Case, Comparison, Contenders, Settings, image_size, images, resnet
 
 
 def _contenders(batch: int, settings: Settings, notes: dict[str, object]) -> Contenders:
+    from captum.attr import LayerGradCam
+    from pytorch_grad_cam import GradCAM as PytorchGradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     model = resnet50(settings.device)
     x = images(batch, settings.device, image_size(settings))
     with torch.no_grad():

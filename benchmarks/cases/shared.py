@@ -5,7 +5,8 @@ against the two pairs evaluated one after the other. 10: the paper's six pairs e
 224x224 synthetic items (random-init ResNet50 / SimCLR / SwAV, RELAX with ``--relax-masks``
 masks, default 2048), ``lu.evaluate`` at fp32 and bf16 against the reference evaluation's
 per-image loop: fp32, one image at a time, Captum's LayerGradCam, LaFAM, RELAX per image over
-mask batches, Quantus called per metric per image.
+mask batches, Quantus called per metric per image (Captum and Quantus are imported by the
+reference loop only).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import tempfile
 from collections.abc import Mapping
 
 import torch
-from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
 import lafam_utils as lu
@@ -40,13 +40,16 @@ def synthetic_items(n: int, size: int) -> list[dict]:
 
 
 def run_evaluate(items: list[dict], pairs, models: Mapping[str, nn.Module], settings: Settings, **options) -> None:
+    """``lu.evaluate`` of ``items`` (already in memory: no loading processes) into a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="lafam-bench-") as folder:
         lu.evaluate(items, pairs, results_dir=folder, models=models, batch_size=len(items), device=settings.device,
-                    dataset_name="synthetic", progress=False, **options)
+                    dataset_name="synthetic", progress=False, **{"num_workers": 0, **options})
 
 
 def reference_loop(models: Mapping[str, nn.Module], x: Tensor, masks: Tensor, n_masks: int, k: int) -> None:
     """The paper's six pairs the reference way: one image at a time, fp32, Captum, Quantus per image."""
+    from captum.attr import LayerGradCam
+
     classifier = models["resnet50"]
     captum = LayerGradCam(classifier, classifier.layer4)
     size = tuple(x.shape[-2:])

@@ -12,19 +12,22 @@ The merged table is the same for any number of processes.
 
 A failing image never stops the run: an exception in ``dataset[i]``, in the explainer or in the
 metrics, or a map with NaN/inf values, becomes a row whose ``error`` says what happened and whose
-metric columns are NaN.
+metric columns are NaN. Batches are loaded ahead in worker processes (``num_workers``) while the
+device explains the current one; the table is the same with any number of workers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
@@ -42,10 +45,13 @@ ID_COLUMNS = ("dataset", "index", "id", "labels", "model", "method", "prediction
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 NOT_SETTINGS = frozenset(
     {"dataset", "pairs", "results_dir", "metrics", "device", "models", "explainers", "explainer_kwargs", "csv", "progress"}
+    | {"num_workers"}
 )
 """``evaluate``'s arguments that enter the identity in their own form (or not at all: where results
-go, the device, progress output); every other argument, present or future, enters it as given."""
+go, the device, progress output, the loading processes); every other argument, present or future,
+enters it as given."""
 WAIT_SECONDS = 0.2
+MAX_WORKERS = 8  # loading processes ``num_workers=None`` starts at most
 
 
 @dataclass
@@ -83,6 +89,90 @@ def _load_item(dataset: Any, index: int, known_id: str = "") -> _Item:
         return _Item(index, id=known_id, error=_describe(error))
 
 
+class _Loaded(NamedTuple):
+    """One batch as loaded: its items (without their tensors) and the loaded items' images and masks stacked."""
+
+    batch: int
+    items: list[_Item]
+    x: Tensor | None
+    masks: Tensor | None
+
+
+class _BatchLoader(torch.utils.data.Dataset):
+    """The dataset's batches (batch ``b``: indices ``b*batch_size`` up to the next), loaded and stacked;
+    a map-style dataset for a ``DataLoader`` whose worker processes load batches ahead."""
+
+    def __init__(self, dataset: Any, batch_size: int, ids: list[str] | None) -> None:
+        self.dataset, self.batch_size, self.ids = dataset, batch_size, ids
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __getitem__(self, batch: int) -> _Loaded:
+        indices = range(batch * self.batch_size, min((batch + 1) * self.batch_size, len(self.dataset)))
+        items = [_load_item(self.dataset, i, self.ids[i] if self.ids else "") for i in indices]
+        loaded = [item for item in items if not item.error]
+        if not loaded:
+            return _Loaded(batch, items, None, None)
+        shapes = {tuple(item.image.shape) for item in loaded}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset"
+            )
+        x, masks = torch.stack([item.image for item in loaded]), torch.stack([item.mask for item in loaded])
+        for item in loaded:
+            item.image = item.mask = None
+        return _Loaded(batch, items, x, masks)
+
+
+def default_workers() -> int:
+    """The number of loading processes for ``num_workers=None``.
+
+    Half the CPUs this process may run on (shared by the ranks of one machine under torchrun), at
+    most ``MAX_WORKERS``; none below 4 such CPUs, where workers would compete with the explainers
+    for the cores.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return 0 if cpus < 4 else min(MAX_WORKERS, cpus // 2)
+
+
+def _workers(num_workers: int | None, dataset: Any) -> int:
+    """The loading processes to start: ``num_workers`` as given; for None ``default_workers()``, or 0
+    with a warning where the dataset could not reach a worker (its class defined in ``__main__``,
+    e.g. a notebook, or not picklable)."""
+    if num_workers is not None:
+        return num_workers
+    workers = default_workers()
+    if workers == 0:
+        return 0
+    try:
+        if type(dataset).__module__ == "__main__":
+            raise TypeError(f"{type(dataset).__name__} is defined in __main__, which a spawned worker cannot import")
+        pickle.dumps(dataset)
+    except Exception as error:  # noqa: BLE001 - any failure means: load in this process
+        warnings.warn(
+            f"evaluate loads the dataset in this process, not in {workers} workers: {_describe(error)}; "
+            "define the dataset in a module, or pass num_workers=0 to silence this",
+            stacklevel=3,
+        )
+        return 0
+    return workers
+
+
+def _load_ahead(batches: _BatchLoader, order: Iterable[int], workers: int, device: torch.device) -> Iterator[_Loaded]:
+    """The batches of ``order`` loaded in order: here with ``workers=0``, else by that many processes
+    started with "spawn" (safe after torch started its threads), each with two batches in flight,
+    into pinned memory on CUDA. ``order`` is read only as far as the loading has come."""
+    if workers == 0:
+        return (batches[b] for b in order)
+    loader = torch.utils.data.DataLoader(
+        batches, batch_size=None, sampler=order, num_workers=workers, multiprocessing_context="spawn",
+        pin_memory=device.type == "cuda", prefetch_factor=2,
+    )
+    return iter(loader)
+
+
 def _dist_info(device: torch.device) -> tuple[int, int, bool]:
     """(rank, world size, whether this call started the process group) from torch.distributed or torchrun's env."""
     import torch.distributed as dist
@@ -109,8 +199,18 @@ def _barrier(world: int) -> None:
 def load_results(results_dir: str | Path) -> pd.DataFrame:
     """Merge the committed chunks of one run into one table, in pair order then dataset order.
 
-    ``results_dir`` is a run's folder (holding ``run.json``), or the folder given to ``evaluate``
-    if it holds exactly one run. Use it to look at a partial run; ``evaluate`` verifies each chunk.
+    Use it to look at a partial run; ``evaluate`` verifies each chunk.
+
+    Args:
+        results_dir: a run's folder (holding ``run.json``), or the folder given to ``evaluate``
+            if it holds exactly one run.
+
+    Returns:
+        The results table, one row per (image, model, method), as ``evaluate`` returns it.
+
+    Raises:
+        FileNotFoundError: ``results_dir`` is not a run folder and holds no single run, or the run
+            has no result chunks.
     """
     run_dir = Path(results_dir)
     if not run_store.is_run_folder(run_dir):
@@ -168,6 +268,8 @@ class _Runner:
         metric_names: Sequence[str],
         metric_kwargs: Mapping[str, Any],
         precision: Precision = "fp32",
+        compile: bool = False,  # noqa: A002 - the name torch uses
+        progress: bool = False,
     ) -> None:
         self.device = device
         self.metric_names = tuple(metric_names)
@@ -181,7 +283,10 @@ class _Runner:
             if factory is None:
                 from ..explainers import explainer
 
-                self.explainers[(model, method)] = explainer(method, self.models[model], **{"precision": precision, **kwargs})
+                built = explainer(method, self.models[model], **{"precision": precision, "compile": compile, **kwargs})
+                if built.compile and progress:
+                    built.report_compile = True  # "compiled <model> in X s" beside the bar
+                self.explainers[(model, method)] = built
             else:
                 self.explainers[(model, method)] = factory(self.models[model], **kwargs)
 
@@ -192,16 +297,13 @@ class _Runner:
 
         return load_model(name).to(self.device).eval()
 
-    def stack(self, items: list[_Item], pairs: Sequence[Pair] = ()) -> _Batch:
-        """Stack the loaded items' images and masks on the device; ``pairs``: the pairs that will explain them."""
-        loaded = [item for item in items if not item.error]
-        if not loaded:
-            return _Batch(items, loaded, None, None, tuple(pairs))
-        shapes = {tuple(item.image.shape) for item in loaded}
-        if len(shapes) > 1:
-            raise ValueError(f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset")
-        x = torch.stack([item.image for item in loaded]).to(self.device)
-        return _Batch(items, loaded, x, torch.stack([item.mask for item in loaded]).to(self.device), tuple(pairs))
+    def stack(self, loaded: _Loaded, pairs: Sequence[Pair] = ()) -> _Batch:
+        """A loaded batch with its images and masks on the device; ``pairs``: the pairs that will explain them."""
+        items = [item for item in loaded.items if not item.error]
+        if loaded.x is None:
+            return _Batch(loaded.items, items, None, None, tuple(pairs))
+        x, masks = (t.to(self.device, non_blocking=True) for t in (loaded.x, loaded.masks))
+        return _Batch(loaded.items, items, x, masks, tuple(pairs))
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -326,6 +428,8 @@ def evaluate(
     csv: bool = False,
     progress: bool = True,
     precision: Precision = "fp32",
+    compile: bool = False,  # noqa: A002 - the name torch uses
+    num_workers: int | None = None,
 ) -> pd.DataFrame:
     """Explain and score every image of ``dataset`` with every (model, method) pair; return the table.
 
@@ -346,10 +450,49 @@ def evaluate(
     ``lu.metrics.compute`` and receives ``k``, ``backend`` and ``metrics``. Under ``torchrun`` each
     rank computes its share of the batches and every rank returns the merged table.
 
-    ``precision`` (``"fp32"``, ``"bf16"``, ``"auto"``; see ``lafam_utils.precision``) is given to
-    the package's explainers (an ``explainer_kwargs`` entry overrides it; ``explainers``
-    factories do not receive it) and enters the run's identity as decided on ``device``. The
-    pairs of one model share one forward pass per batch.
+    ``precision`` (``"fp32"``, ``"tf32"``, ``"bf16"``, ``"auto"``; see ``lafam_utils.precision``)
+    and ``compile`` (``torch.compile`` for the forwards that run without hooks: RELAX's masked
+    images; see ``explainers.Explainer``) are given to the package's explainers (an
+    ``explainer_kwargs`` entry overrides them; ``explainers`` factories do not receive them) and
+    enter the run's identity, the precision as decided on ``device`` (what ran). With progress
+    output, each compiled model prints its compile time once. The pairs of one model share one
+    forward pass per batch.
+
+    ``num_workers`` processes load and stack batches ahead (a ``DataLoader`` over the batches,
+    started with "spawn", two batches in flight per worker, pinned memory on CUDA); the dataset
+    must then be picklable and importable in a fresh interpreter (defined in a module, not in a
+    notebook cell). 0 loads in this process; None (default) takes ``default_workers()``: half the
+    CPUs, at most 8, none below 4 CPUs, and falls back to 0 with a warning for a dataset that
+    cannot be pickled. Workers load the batches of a first pass over the missing ones; batches
+    left by other processes are loaded here. The table is the same for any ``num_workers``, which
+    is not part of the run's identity.
+
+    Args:
+        dataset: items with ``image`` (3, H, W) float tensors and ``mask`` (H, W) tensors.
+        pairs: the (model name, method name) pairs (default: the paper's).
+        results_dir: the folder the runs' folders are kept in.
+        metrics: the metrics' names (None: all of ``lu.metrics``).
+        batch_size: images per batch.
+        device: where the models run.
+        models: modules by model name (else ``lu.load_model(name)``).
+        explainers: explainer factories by method name (else ``lu.explainer``).
+        explainer_kwargs: keyword arguments of each method's explainer.
+        metric_fn: replaces ``lu.metrics.compute``.
+        k, backend: given to the metrics.
+        dataset_name: the ``dataset`` column (None: ``dataset.name``, else its class name).
+        csv: also write ``results.csv``.
+        progress: show progress bars.
+        precision: the explainers' precision, as above.
+        compile: ``torch.compile`` for the forwards without hooks, as above.
+        num_workers: loading processes, as above.
+
+    Returns:
+        The merged results table (a pandas DataFrame), ``attrs["run_dir"]`` its run's folder.
+
+    Raises:
+        ValueError: ``batch_size`` is below 1, ``pairs`` are empty, repeat or hold invalid names,
+            ``precision`` or ``num_workers`` is invalid, the dataset is empty, or the number of ids
+            it lists differs from its number of items.
     """
     arguments = dict(locals())
     settings = {name: run_store.plain(value) for name, value in arguments.items() if name not in NOT_SETTINGS}
@@ -365,6 +508,8 @@ def evaluate(
         raise ValueError(f"pairs must not repeat, got {pairs!r}")
     metric_names = tuple(metric.name for metric in select(metrics))
     check_precision(precision)
+    if num_workers is not None and (type(num_workers) is not int or num_workers < 0):
+        raise ValueError(f"num_workers must be a non-negative integer or None, got {num_workers!r}")
     device = torch.device(device)
     settings["precision"] = resolve_precision(precision, device)  # "auto" as decided on this device
     n_items = len(dataset)
@@ -379,7 +524,8 @@ def evaluate(
             torch.cuda.set_device(device)
         metric_kwargs = {"k": k, "backend": backend, "metrics": list(metric_names)}
         runner = _Runner(
-            pairs, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs, precision
+            pairs, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs, precision,
+            compile, progress,
         )
         ids = run_store.dataset_ids(dataset)
         if ids is not None and len(ids) != n_items:
@@ -389,7 +535,10 @@ def evaluate(
         store.open()
         n_batches = -(-n_items // batch_size)
         order = [*range(rank, n_batches, world), *(b for b in range(n_batches) if b % world != rank)]
-        frames = _run_batches(store, runner, dataset, dataset_name, ids, pairs, order, batch_size, rank, progress)
+        workers = _workers(num_workers, dataset)
+        frames = _run_batches(
+            store, runner, dataset, dataset_name, ids, pairs, order, batch_size, rank, progress, workers
+        )
         table = pd.concat([frames[(pair, b)] for pair in pairs for b in range(n_batches)], ignore_index=True)
         if rank == 0:
             write_table_atomic(table, store.folder / "results.parquet")
@@ -415,7 +564,7 @@ def _identity(
     metric_names: Sequence[str],
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Everything that changes a run's numbers (``lafam_utils.run_store`` describes each part)."""
+    """Everything that changes a run's numbers (``lafam_utils.evaluation.run_store`` describes each part)."""
     methods = {}
     for model, method in pairs:
         built = runner.explainers[(model, method)]
@@ -450,9 +599,14 @@ def _run_batches(
     batch_size: int,
     rank: int,
     progress: bool,
+    workers: int,
 ) -> dict[tuple[Pair, int], pd.DataFrame]:
     """Every chunk of the run, read where a valid one exists, else computed under a claim by this
-    process or waited for while another live process holds its claim."""
+    process or waited for while another live process holds its claim.
+
+    A batch's pairs are claimed just before it is loaded (with ``workers``, up to two batches per
+    worker ahead of the one being explained), and released once its chunks are written or the
+    run stops."""
     from ..progress import progress_bar
 
     n_items = len(dataset)
@@ -465,6 +619,7 @@ def _run_batches(
         return store.read_chunk(pair, batch, indices(batch), batch_ids)
 
     frames: dict[tuple[Pair, int], pd.DataFrame] = {}
+    batches = _BatchLoader(dataset, batch_size, ids)
     bar = None
     while True:
         missing: dict[int, list[Pair]] = {}
@@ -481,11 +636,11 @@ def _run_batches(
         if bar is None:
             total = sum(len(indices(b)) * len(ps) for b, ps in missing.items())
             bar = progress_bar(total=total, unit="img", desc=f"evaluate, rank {rank}", position=rank, disable=not progress)
-        worked = False
-        for batch, batch_pairs in missing.items():
-            claimed = [pair for pair in batch_pairs if store.claim(pair, batch)]
-            try:
-                todo = []
+        claims: dict[int, tuple[list[Pair], list[Pair]]] = {}  # batch -> (claimed, to compute), before loading
+
+        def claimed_batches() -> Iterator[int]:
+            for batch, batch_pairs in missing.items():
+                claimed, todo = claims[batch] = ([pair for pair in batch_pairs if store.claim(pair, batch)], [])
                 for pair in claimed:  # another process may have finished it since the read above
                     frame = read(pair, batch)
                     if frame is None:
@@ -493,16 +648,31 @@ def _run_batches(
                     else:
                         frames[(pair, batch)] = frame
                 if todo:
-                    known = ids or [""] * n_items
-                    loaded = runner.stack([_load_item(dataset, i, known[i]) for i in indices(batch)], todo)
+                    yield batch
+                else:
+                    release(claims.pop(batch)[0], batch)
+
+        def release(claimed: list[Pair], batch: int) -> None:
+            for pair in claimed:
+                store.release(pair, batch)
+
+        worked = False
+        try:
+            for loaded in _load_ahead(batches, claimed_batches(), min(workers, len(missing)), runner.device):
+                claimed, todo = claims.pop(loaded.batch)
+                try:
+                    explained = runner.stack(loaded, todo)
                     for pair in todo:
-                        frames[(pair, batch)] = rows = runner.rows(pair, loaded, dataset_name)
-                        store.write_chunk(rows, pair, batch)
+                        frames[(pair, loaded.batch)] = rows = runner.rows(pair, explained, dataset_name)
+                        store.write_chunk(rows, pair, loaded.batch)
                         bar.update(len(rows))
                     worked = True
-            finally:
-                for pair in claimed:
-                    store.release(pair, batch)
+                finally:
+                    release(claimed, loaded.batch)
+        finally:
+            for batch, (claimed, _) in claims.items():  # loaded ahead but not computed: the run stopped
+                release(claimed, batch)
+        workers = 0  # batches left by other processes: loaded here
         if not worked:
             time.sleep(WAIT_SECONDS)
     if bar is not None:

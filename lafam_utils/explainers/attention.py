@@ -57,6 +57,16 @@ class CLSAttention(Explainer):
     (``"blocks.5.attn"``); None is the last block's. A model whose attention cannot be read
     (torchvision's ViT keeps it inside ``nn.MultiheadAttention``; fused attention never forms the
     probabilities) is a clear error.
+
+    Args:
+        model: a Vision Transformer whose attention probabilities can be read (see ``READABLE``).
+        layer: the attention module (None: ``last_attention(model)``).
+        head: one head's index (None: the mean over the heads).
+        upsample, threshold, precision, compile: as for ``Explainer``.
+
+    Raises:
+        ValueError: ``head`` is not None or a non-negative int, or the attention cannot be read
+            (``last_attention``, ``probabilities_probe``).
     """
 
     name = "attention"
@@ -73,15 +83,22 @@ class CLSAttention(Explainer):
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
+        compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
         layer = last_attention(model) if layer is None else layer
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision)
+        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
         if head is not None and (isinstance(head, bool) or not isinstance(head, int) or head < 0):
             raise ValueError(f"head must be None (the mean over heads) or a head's index, got {head!r}")
         self.probe = probabilities_probe(model, layer)
         self.head = head
 
     def layer_maps(self, x: Tensor) -> Tensor:
+        """Raw (B, h, w) attention maps of ``x``; ``head_maps`` is set.
+
+        Raises:
+            RuntimeError: the forward pass did not call the ``attn_drop`` probe (fused attention).
+            ValueError: the probe's output is not (B, heads, N, N), or ``head`` does not exist.
+        """
         with torch.no_grad(), self.forward_context(x), capture(self.model, self.probe, stop=True) as rec:
             self.model(x)
         probabilities = rec.outputs.get(self.probe)

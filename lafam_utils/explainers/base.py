@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Literal
@@ -11,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec, find_layer, layer_output
-from ..precision import Precision, check_precision, forward_context, memory_format, resolve_precision
+from ..precision import Precision, Resolved, check_precision, forward_context, memory_format, resolve_precision
+from ..progress import report_line
 from .tokens import patch_grid
 
 Upsample = Literal["nearest", "bilinear"] | None
@@ -19,7 +22,12 @@ UPSAMPLE_MODES = ("nearest", "bilinear", None)
 
 
 def check_images(x: Any) -> None:
-    """Raise a clear error unless ``x`` is a float32 (B, 3, H, W) tensor."""
+    """Raise a clear error unless ``x`` is a float32 (B, 3, H, W) tensor.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or not float32.
+        ValueError: ``x`` is not (B, 3, H, W), or the batch is empty.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"expected images as a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
@@ -34,7 +42,11 @@ def check_images(x: Any) -> None:
 
 
 def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
-    """Raise a clear error unless a layer's output is a (B, C, h, w) feature map larger than 1x1."""
+    """Raise a clear error unless a layer's output is a (B, C, h, w) feature map larger than 1x1.
+
+    Raises:
+        ValueError: ``acts`` is not 4-D, or its map is 1x1.
+    """
     if acts.ndim != 4:
         raise ValueError(
             f"layer {layer!r} gives output of shape {tuple(acts.shape)}; expected a (B, C, h, w) "
@@ -49,8 +61,21 @@ def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
 
 
 def feature_map(acts: Tensor, model: nn.Module, layer: LayerSpec, size: tuple[int, int] | None) -> Tensor:
-    """A layer's output as a checked (B, C, h, w) feature map: a convolutional layer's as it is, a
-    (B, N, C) token layer's patch tokens as their grid for images of ``size`` (``tokens.patch_grid``)."""
+    """A layer's output as a checked (B, C, h, w) feature map.
+
+    Args:
+        acts: the layer's output: a convolutional layer's (B, C, h, w), kept as it is, or a token
+            layer's (B, N, C), whose patch tokens become their grid (``tokens.patch_grid``).
+        model: the network, which says a token layer's prefix-token count and patch size.
+        layer: the layer, for messages.
+        size: the images' (H, W), which a token layer's grid needs.
+
+    Returns:
+        The (B, C, h, w) feature map.
+
+    Raises:
+        ValueError: the output is no usable feature map (``check_feature_map``, ``tokens.patch_grid``).
+    """
     if acts.ndim == 3:
         acts = patch_grid(acts, model, layer, size)
     check_feature_map(acts, layer)
@@ -74,6 +99,56 @@ def upsample_maps(maps: Tensor, size: tuple[int, int], mode: Upsample) -> Tensor
     return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
 
 
+class CompiledForward:
+    """A model's forward compiled by ``torch.compile`` (dynamic shapes off) on its first call.
+
+    The compiled function reaches the model through a weak reference, so a cached compiled
+    forward does not keep its model alive. ``seconds`` is the first call's time (tracing and
+    compiling included; a new input shape recompiles, at torch's own cost, unreported).
+
+    Args:
+        model: the network whose forward is compiled.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        reference = weakref.ref(model)
+
+        def forward(x: Tensor) -> Any:
+            return reference()(x)
+
+        self.model_name = type(model).__name__
+        self.function = torch.compile(forward, dynamic=False)
+        self.seconds: float | None = None
+
+    def __call__(self, x: Tensor) -> Any:
+        if self.seconds is not None:
+            return self.function(x)
+        start = time.perf_counter()
+        output = self.function(x)
+        self.seconds = time.perf_counter() - start
+        return output
+
+
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[str, CompiledForward]] = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model: nn.Module, precision: Resolved) -> CompiledForward:
+    """``model``'s compiled forward for ``precision``, made once per model object and precision.
+
+    Args:
+        model: the network; its forward must run without module hooks (see ``Explainer``).
+        precision: the resolved precision the forward runs in (its global state is part of what
+            torch.compile specialises on).
+
+    Returns:
+        The cached ``CompiledForward``.
+    """
+    per_model = _COMPILED.setdefault(model, {})
+    if precision not in per_model:
+        per_model[precision] = CompiledForward(model)
+    return per_model[precision]
+
+
 class Explainer(ABC):
     """Base of all explainers: ``explainer(x)`` maps (B, 3, H, W) images to (B, H, W) maps in [0, 1].
 
@@ -82,21 +157,46 @@ class Explainer(ABC):
     ``"nearest"``, ``"bilinear"`` or ``None`` for the layer resolution) and, with ``threshold``,
     sets values below it to 0. Maps are float32 and stay on the device of ``x``.
 
-    ``precision`` (``lafam_utils.precision``): ``"fp32"`` (default), ``"bf16"`` (the model's
-    forward under bf16 autocast, images in channels_last; the model is not modified) or
-    ``"auto"`` (bf16 where ``x``'s device has native bf16 arithmetic). Subclasses run their model
-    calls inside ``self.forward_context(x)`` and compute everything else in float32.
+    ``precision`` (``lafam_utils.precision``): ``"fp32"`` (default; strict IEEE float32, TF32 off
+    on CUDA), ``"tf32"`` (TF32 on CUDA; fp32 elsewhere), ``"bf16"`` (the model's forward under
+    bf16 autocast, images in channels_last; the model is not modified) or ``"auto"`` (TF32 on a
+    CUDA device that has it, bf16 on a CPU with native bf16 arithmetic, else fp32). Subclasses
+    run their model calls inside ``self.forward_context(x)`` and compute everything else in float32.
+
+    ``compile=True`` runs the forward passes that go through the whole model without module
+    hooks (RELAX's masked images) through ``torch.compile`` (``compiled_forward``: compiled once
+    per model object and precision, dynamic shapes off). Forwards that read a layer through hooks
+    (LaFAM, EigenCAM, Grad-CAM, RELAX's unmasked reference) stay eager: torch.compile does not
+    see hooks added after it compiled a model (``torch._dynamo.config.skip_nnmodule_hook_guards``),
+    and a hook that stops the forward with an exception, as LaFAM's does, makes it give up
+    compiling the whole frame (checked with torch 2.14). So ``compile`` changes nothing for the
+    layer-reading methods. When ``report_compile`` is set (RELAX: ``progress=True``; ``evaluate``
+    with progress output), the first compiled call prints one line "compiled <model class> in X s".
 
     Class attributes: ``name`` (the registry key, ``lu.explainer(name, model)``), ``title`` (the
     display name in tables and figures), ``needs_labels`` (explains a class score: the model must
     return class logits, and ``__call__`` takes ``target``) and ``needs_layer`` (False for methods
     that treat the model as a black box, like RELAX).
+
+    Args:
+        model: the network to explain.
+        layer: the layer whose output the method reads (a name such as ``"layer4"`` or a module);
+            None for methods that explain the whole model (RELAX).
+        upsample: ``"nearest"``, ``"bilinear"`` or None (maps at the layer's resolution).
+        threshold: values of the normalised maps below it become 0 (None: none), in [0, 1].
+        precision: ``"fp32"``, ``"tf32"``, ``"bf16"`` or ``"auto"``, as above.
+        compile: run the forwards without module hooks through ``torch.compile``, as above.
+
+    Raises:
+        ValueError: ``precision``, ``upsample`` or ``threshold`` is not one of the values above, or
+            ``layer`` is not found in ``model`` (``hooks.find_layer``).
     """
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
     needs_layer: ClassVar[bool] = True
+    report_compile: bool = False
 
     def __init__(
         self,
@@ -105,6 +205,7 @@ class Explainer(ABC):
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
+        compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
         check_precision(precision)
         if upsample not in UPSAMPLE_MODES:
@@ -118,8 +219,9 @@ class Explainer(ABC):
         self.upsample = upsample
         self.threshold = threshold
         self.precision = precision
+        self.compile = bool(compile)
 
-    def resolved_precision(self, device: torch.device) -> Literal["fp32", "bf16"]:
+    def resolved_precision(self, device: torch.device) -> Resolved:
         """This explainer's precision on ``device`` ("auto" decided there)."""
         return resolve_precision(self.precision, device)
 
@@ -128,27 +230,71 @@ class Explainer(ABC):
         return memory_format(x, self.resolved_precision(x.device))
 
     def forward_context(self, x: Tensor) -> AbstractContextManager:
-        """The context the model's forward runs in: bf16 autocast on ``x``'s device for bf16."""
+        """The context the model's forward runs in: bf16 autocast for bf16, TF32 on or off otherwise."""
         return forward_context(self.resolved_precision(x.device), x.device)
+
+    def whole_forward(self, x: Tensor) -> Any:
+        """The model's output for ``x``, from its compiled forward with ``compile=True``.
+
+        A forward without hooks, to be run inside ``forward_context``.
+        """
+        if not self.compile:
+            return self.model(x)
+        forward = compiled_forward(self.model, self.resolved_precision(x.device))
+        first = forward.seconds is None
+        output = forward(x)
+        if first and self.report_compile:
+            report_line(f"compiled {forward.model_name} in {forward.seconds:.1f} s")
+        return output
 
     @abstractmethod
     def layer_maps(self, x: Tensor, **kwargs: Any) -> Tensor:
-        """Raw (B, h, w) maps at the layer's resolution, before normalisation."""
+        """Raw (B, h, w) maps at the layer's resolution, before normalisation.
+
+        Args:
+            x: (B, 3, H, W) images, in this precision's memory format (``prepare``).
+            **kwargs: the method's call arguments (Grad-CAM's ``target``).
+
+        Returns:
+            The (B, h, w) raw maps.
+        """
 
     def __call__(self, x: Tensor, **kwargs: Any) -> Tensor:
+        """The maps of the images ``x``: raw maps normalised, upsampled and thresholded (``finish``).
+
+        Args:
+            x: (B, 3, H, W) float32 images.
+            **kwargs: the method's call arguments (Grad-CAM's ``target``).
+
+        Returns:
+            (B, H, W) float32 maps in [0, 1] on ``x``'s device ((B, h, w) with ``upsample=None``).
+
+        Raises:
+            TypeError, ValueError: ``x`` is not a non-empty float32 (B, 3, H, W) tensor (``check_images``).
+        """
         check_images(x)
         return self.finish(self.layer_maps(self.prepare(x), **kwargs), tuple(x.shape[-2:]))
 
     def finish(self, raw: Tensor, size: tuple[int, int]) -> Tensor:
-        """Raw (B, h, w) maps -> float32 maps in [0, 1]: normalised, upsampled to ``size``, thresholded."""
+        """Raw (B, h, w) maps -> float32 maps in [0, 1]: normalised, upsampled to ``size``, thresholded.
+
+        Args:
+            raw: (B, h, w) raw maps (``layer_maps``).
+            size: the images' (H, W).
+
+        Returns:
+            (B, H, W) float32 maps ((B, h, w) with ``upsample=None``).
+        """
         maps = upsample_maps(minmax_normalize(raw.float()), size, self.upsample)
         if self.threshold is not None:
             maps = maps.masked_fill(maps < self.threshold, 0.0)
         return maps
 
     def activations(self, x: Tensor) -> Tensor:
-        """The layer's (B, C, h, w) output (a token layer's patch grid); the forward stops there and
-        builds no autograd graph."""
+        """The layer's (B, C, h, w) output for ``x`` (a token layer's patch grid).
+
+        The forward stops at the layer and builds no autograd graph.
+        """
         with torch.no_grad(), self.forward_context(x):
             acts = layer_output(self.model, self.layer, x)
         return feature_map(acts, self.model, self.layer, tuple(x.shape[-2:]))
@@ -156,7 +302,7 @@ class Explainer(ABC):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(layer={self.layer!r}, upsample={self.upsample!r}, "
-            f"threshold={self.threshold}, precision={self.precision!r})"
+            f"threshold={self.threshold}, precision={self.precision!r}, compile={self.compile})"
         )
 
 
@@ -164,7 +310,7 @@ class ActivationExplainer(Explainer):
     """An explainer whose raw maps are a function of one layer's output alone (LaFAM, EigenCAM).
 
     Subclasses implement ``from_activations``; the forward stops at the layer. A forward pass
-    shared with other explainers of the same model (``lafam_utils.shared_forward``) hands the
+    shared with other explainers of the same model (``lafam_utils.explainers.shared_forward``) hands the
     layer's output to ``from_activations`` directly.
     """
 

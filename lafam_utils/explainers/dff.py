@@ -133,6 +133,16 @@ class DFF(ActivationExplainer):
     of ``tol`` the stop can come one iteration apart (planted rank-3 matrices at ``tol=1e-4``: 3 of
     4 stop at the same iteration, one at 115 against 116); (3) reaching ``max_iter`` is silent
     here (scikit-learn warns).
+
+    Args:
+        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        n_components: the number of concepts k.
+        joint: factorise the batch's activations together.
+        seed: the seed of the factorisation's start (``random_factors``).
+        max_iter, tol: the factorisation's stopping rule (``nmf``).
+
+    Raises:
+        ValueError: ``n_components`` is not a positive integer.
     """
 
     name = "dff"
@@ -150,8 +160,9 @@ class DFF(ActivationExplainer):
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
+        compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision)
+        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
         if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
             raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
         self.n_components, self.joint, self.seed, self.max_iter, self.tol = n_components, joint, seed, max_iter, tol
@@ -162,7 +173,7 @@ class DFF(ActivationExplainer):
         self.n_iter: Tensor | None = None
 
     def initial_factors(self, data: Tensor) -> tuple[Tensor, Tensor]:
-        """The factorisation's start for (B, C, N) shifted activations (``random_factors``)."""
+        """The factorisation's start ``(W, H)`` for (B, C, N) shifted activations (``random_factors``)."""
         return random_factors(data, self.n_components, self.seed)
 
     def from_activations(self, acts: Tensor) -> Tensor:
@@ -183,10 +194,16 @@ class DFF(ActivationExplainer):
         return self.concept_maps[torch.arange(batch, device=acts.device), self.selected]
 
     def explain_concepts(self, x: Tensor) -> Tensor:
-        """Every concept's map of ``x``, strongest concept first: (B, k, H, W) as ``concept_images``.
+        """Every concept's map of ``x``, strongest concept first.
 
         Concepts are ordered per image by the activation mass they carry (the rule that picks
         ``selected``), so column 0 is the explainer's own map.
+
+        Args:
+            x: (B, 3, H, W) float32 images.
+
+        Returns:
+            (B, k, H, W) maps, as ``concept_images``.
         """
         self(x)
         images = self.concept_images(tuple(x.shape[-2:]))
@@ -194,8 +211,13 @@ class DFF(ActivationExplainer):
         return images.gather(1, order[:, :, None, None].expand_as(images))
 
     def concept_images(self, size: tuple[int, int]) -> Tensor:
-        """The last call's concept maps, each min-max normalised and upsampled to ``size`` (B, k, H, W)
-        as the explainer's maps are (kept at the layer's resolution for ``upsample=None``).
+        """The last call's concept maps, each min-max normalised and upsampled as the explainer's maps are.
+
+        Args:
+            size: the images' (H, W).
+
+        Returns:
+            (B, k, H, W) maps (kept at the layer's resolution for ``upsample=None``).
 
         Raises:
             RuntimeError: the explainer has not been called yet.

@@ -27,6 +27,10 @@ class FEM(ActivationExplainer):
     of it; a value exactly equal to the threshold does not count, as there. With ``k_sigma=2`` no
     value can exceed the threshold on 5 positions or fewer (the largest z-score of n values is
     ``sqrt(n - 1)``): such layers give zero maps on both sides.
+
+    Args:
+        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        k_sigma: the threshold's multiple of the standard deviation.
     """
 
     name = "fem"
@@ -40,8 +44,9 @@ class FEM(ActivationExplainer):
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
+        compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision)
+        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
         self.k_sigma = k_sigma
 
     def from_activations(self, acts: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..hooks import capture, layer_name
+from ..precision import tf32_context
 from .base import Explainer, feature_map
 from .registry import register
 from .tokens import check_patch_gradients, patch_grid
@@ -17,7 +18,19 @@ Target = int | str | Sequence[int] | Sequence[str] | Tensor | None
 
 
 def class_indices(target: str | Sequence[str], class_names: Sequence[str] | None) -> int | list[int]:
-    """Class names -> indices in ``class_names`` (the model's ``class_names``), with a clear error."""
+    """Class names -> indices in ``class_names`` (the model's ``class_names``), with a clear error.
+
+    Args:
+        target: one class name, or a sequence of them.
+        class_names: the model's class names (None: it has none).
+
+    Returns:
+        The index of one name, or a list of indices.
+
+    Raises:
+        TypeError: ``class_names`` is None.
+        ValueError: a name is not in ``class_names`` (the message lists close matches).
+    """
     names = [target] if isinstance(target, str) else list(target)
     if class_names is None:
         raise TypeError(f"target {target!r} names classes, but the model has no class_names; pass class indices")
@@ -32,8 +45,23 @@ def class_indices(target: str | Sequence[str], class_names: Sequence[str] | None
 
 
 def resolve_targets(target: Target, logits: Tensor, class_names: Sequence[str] | None = None) -> Tensor:
-    """(B,) class indices: the argmax of ``logits`` for None, else ``target`` (indices, or names looked
-    up in ``class_names``) checked and broadcast."""
+    """The (B,) class indices to explain: ``target`` checked and broadcast, or the argmax of ``logits``.
+
+    Args:
+        target: None (the argmax of ``logits``), a class index, one per image, or class names
+            (one, or one per image) looked up in ``class_names``.
+        logits: (B, n_classes) the model's output.
+        class_names: the model's class names, for names in ``target``.
+
+    Returns:
+        (B,) int64 class indices on ``logits``' device.
+
+    Raises:
+        TypeError: ``target`` is not of one of these kinds, holds no integers, or names classes
+            while ``class_names`` is None.
+        ValueError: ``target`` does not hold one class per image, an index is outside
+            [0, n_classes), or a name is unknown.
+    """
     batch, n_classes = logits.shape
     if target is None:
         return logits.argmax(dim=1)
@@ -71,13 +99,18 @@ class GradCAM(Explainer):
     after it record a graph, and only ``d y_c / d A`` is computed (``torch.autograd.grad``): no
     parameter ``.grad`` changes, ``requires_grad`` flags are untouched, and it works inside a
     caller's ``torch.no_grad()``. With ``precision="bf16"`` the forward and this backward run in
-    bf16; the gradient weighting runs in float32. The batch's class scores share one backward
+    bf16, with ``"fp32"`` / ``"tf32"`` both with TF32 off / on; the gradient weighting runs in
+    float32. The batch's class scores share one backward
     pass, which keeps images independent when the model is in eval mode (batch norm with running statistics).
 
     On a Vision Transformer's token layer, ``A`` is its patch tokens as an h x w grid (prefix tokens
     dropped, ``explainers.tokens``) and ``w_k`` their mean gradient: pytorch-grad-cam's ViT recipe
     with a ``reshape_transform``. A layer after which the model reads only its CLS token (a
     classifier's last block) has an exactly zero patch gradient: an error naming a usable layer.
+
+    Args:
+        model: a classifier returning (B, n_classes) scores; ``class_names`` for named targets.
+        layer, upsample, threshold, precision, compile: as for ``Explainer``.
     """
 
     name = "gradcam"
@@ -88,6 +121,11 @@ class GradCAM(Explainer):
     logits: Tensor | None = None
 
     def layer_maps(self, x: Tensor, target: Target = None) -> Tensor:
+        """Raw (B, h, w) Grad-CAM maps of ``x`` for the classes ``target`` (see the class docstring).
+
+        Raises:
+            RuntimeError: the forward pass did not reach ``layer``.
+        """
         name = layer_name(self.model, self.layer)
         with torch.no_grad(), self.forward_context(x), capture(self.model, name, start_graph=True) as rec:
             logits = self.model(x)
@@ -101,10 +139,21 @@ class GradCAM(Explainer):
     ) -> Tensor:
         """Raw (B, h, w) maps from a forward recorded by ``capture(..., start_graph=True)``.
 
-        ``logits`` are the model's output and ``acts`` the layer's output, the leaf the graph of
-        the later layers starts from; ``size`` is the images' (H, W), which a token layer's patch
-        grid needs. A forward shared with other explainers of the same model
-        (``lafam_utils.shared_forward``) calls this directly.
+        A forward shared with other explainers of the same model
+        (``lafam_utils.explainers.shared_forward``) calls this directly.
+
+        Args:
+            logits: the model's output, (B, n_classes) scores.
+            acts: the layer's output, the leaf the graph of the later layers starts from.
+            target: the classes to explain, as for ``resolve_targets``.
+            size: the images' (H, W), which a token layer's patch grid needs.
+
+        Returns:
+            The (B, h, w) raw maps; ``targets`` and ``logits`` are set.
+
+        Raises:
+            ValueError: ``logits`` are not (B, n_classes) scores, or a token layer's patch gradient
+                is exactly zero (``tokens.check_patch_gradients``).
         """
         grid = feature_map(acts.detach(), self.model, self.layer, size)
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != acts.shape[0]:
@@ -114,7 +163,8 @@ class GradCAM(Explainer):
         self.targets = resolve_targets(target, self.logits, getattr(self.model, "class_names", None))
         with torch.enable_grad():  # also inside a caller's no_grad
             score = logits.gather(1, self.targets[:, None]).sum()  # images are independent: one backward
-        (grads,) = torch.autograd.grad(score, acts)
+        with tf32_context(self.resolved_precision(acts.device)):
+            (grads,) = torch.autograd.grad(score, acts)
         if acts.ndim == 3:
             check_patch_gradients(grads, self.model, self.layer)
             grads = patch_grid(grads, self.model, self.layer, size)

@@ -40,8 +40,10 @@ def kernel_matrix(samples: Tensor, kernel: str, gamma: float, coef0: float, degr
 
 
 def squared_distances(samples: Tensor) -> Tensor:
-    """(B, N, N) squared Euclidean distances as scikit-learn computes them: ``|x|^2 + |y|^2 - 2 x.y``,
-    clipped at 0, with an exact zero diagonal."""
+    """(B, N, N) squared Euclidean distances of (B, N, C) samples, as scikit-learn computes them.
+
+    ``|x|^2 + |y|^2 - 2 x.y``, clipped at 0, with an exact zero diagonal.
+    """
     norms = samples.square().sum(dim=2)
     distances = (norms[:, :, None] + norms[:, None, :] - 2 * samples @ samples.transpose(1, 2)).clamp_min(0)
     return distances * (1 - torch.eye(samples.shape[1], dtype=samples.dtype, device=samples.device))
@@ -78,6 +80,15 @@ class KPCACAM(ActivationExplainer):
     the default ``gamma = 1/C`` on a random-init ResNet50's layer4, whose squared distances are
     ~1e6: ``K`` is the identity); above 200 positions scikit-learn switches to ARPACK (a random
     start, converged to its tolerance), not compared here.
+
+    Args:
+        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        kernel: one of ``KERNELS`` (see ``kernel_matrix``).
+        gamma: the kernel's gamma (None: ``1/C``).
+        coef0, degree: the kernel's other parameters, as scikit-learn names them.
+
+    Raises:
+        ValueError: ``kernel`` is not one of ``KERNELS``.
     """
 
     name = "kpca-cam"
@@ -94,8 +105,9 @@ class KPCACAM(ActivationExplainer):
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
+        compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision)
+        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.kernel, self.gamma, self.coef0, self.degree = kernel, gamma, coef0, degree
@@ -110,4 +122,4 @@ class KPCACAM(ActivationExplainer):
         top = values[:, -1]
         noise = torch.finfo(gram.dtype).eps * gram.shape[1] * gram.abs().amax(dim=(1, 2))
         scores = vectors[:, :, -1] * torch.where(top > noise, top, 0.0).sqrt()[:, None]
-        return follow_channel_mean(scores, samples).relu().view(acts.shape[0], *acts.shape[2:])
+        return follow_channel_mean(scores, samples.mean(dim=2)).relu().view(acts.shape[0], *acts.shape[2:])

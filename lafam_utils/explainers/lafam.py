@@ -13,6 +13,9 @@ class LaFAM(ActivationExplainer):
     """Channel mean of one layer's activations: ``M = Up(N(mean_k A^k))``.
 
     One forward pass up to the layer, no labels, no gradients; the layers after it are skipped.
+
+    Args:
+        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
     """
 
     name = "lafam"

@@ -68,6 +68,10 @@ class RandomCAM(Explainer):
     The forward pass up to ``layer`` runs only to learn the layer's (h, w). pytorch-grad-cam's
     ``RandomCAM`` is another method (random channel weights in [-1, 1] times the activations,
     which keeps the features' structure); this one ignores the features.
+
+    Args:
+        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        seed: the seed of the maps.
     """
 
     name = "random"
@@ -81,8 +85,9 @@ class RandomCAM(Explainer):
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
+        compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision)
+        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
         self.seed = seed
 
     def layer_maps(self, x: Tensor) -> Tensor:

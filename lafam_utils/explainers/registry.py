@@ -17,15 +17,21 @@ EXPLAINERS: dict[str, type[Explainer]] = {}
 
 
 def method_key(name: str) -> str:
-    """The registry key of a method name: case, "-" and "_" ignored, so "Grad-CAM" finds "gradcam"."""
+    """The registry key of a method name: case, "-" and "_" ignored, so "Grad-CAM" finds "gradcam".
+
+    Raises:
+        TypeError: ``name`` is not a str.
+    """
     if not isinstance(name, str):
         raise TypeError(f"expected a method name as a string, got {type(name).__name__}")
     return name.lower().replace("-", "").replace("_", "")
 
 
 def register(cls: ExplainerClass) -> ExplainerClass:
-    """Class decorator: make an ``Explainer`` subclass available by its ``name`` (``lu.explainer``,
-    ``lu.evaluate``, the Explorer, the notebooks' ``methods`` parameter).
+    """Class decorator: make an ``Explainer`` subclass available by its ``name``.
+
+    The name then works in ``lu.explainer``, ``lu.evaluate``, the Explorer and the notebooks'
+    ``methods`` parameter.
 
     Raises:
         TypeError: ``cls`` is not an ``Explainer`` subclass, or has no ``name`` / ``title``.
@@ -95,6 +101,20 @@ def explain_func(
     Pass ``explain_func_kwargs={"method": "gradcam", "layer": "layer4", ...}`` to a Quantus
     metric; the rest of the kwargs go to the explainer. ``targets`` are used by Grad-CAM and
     ignored by the label-free methods. ``device`` defaults to the model's.
+
+    Args:
+        model: the network to explain.
+        inputs: (B, 3, H, W) images.
+        targets: (B,) class indices, for methods that need labels.
+        method: a registered method name.
+        device: where the maps are computed (None: the model's device).
+        **kwargs: the explainer's constructor arguments.
+
+    Returns:
+        (B, 1, H, W) float32 maps in [0, 1].
+
+    Raises:
+        ValueError: ``method`` is not registered.
     """
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device

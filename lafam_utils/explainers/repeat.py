@@ -56,6 +56,14 @@ class REPEAT(RELAX):
     default, as the official 10 x 100; only the "mean" threshold (the official names "otsu" and
     "triangle" are swapped there); a repeat with an all-zero ``R`` votes 0 (official: NaN).
     ``on_progress(done, total)`` counts the masked images of all repeats.
+
+    Args:
+        encoder, n_masks, cells, p, batch_size, seed, progress, variant, upsample, threshold,
+            precision, on_progress, compile: as for ``RELAX`` (``n_masks`` per repeat).
+        n_repeats: the number of RELAX runs.
+
+    Raises:
+        ValueError: an argument is invalid for ``RELAX``, or ``n_repeats`` is not a positive integer.
     """
 
     name = "repeat"
@@ -76,10 +84,12 @@ class REPEAT(RELAX):
         threshold: float | None = None,
         precision: Precision = "fp32",
         on_progress: Callable[[int, int], None] | None = None,
+        compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
         super().__init__(
             encoder, n_masks=n_masks, cells=cells, p=p, batch_size=batch_size, seed=seed, progress=progress,
             variant=variant, upsample=upsample, threshold=threshold, precision=precision, on_progress=on_progress,
+            compile=compile,
         )
         check_positive_int("n_repeats", n_repeats)
         self.n_repeats = n_repeats
@@ -95,7 +105,7 @@ class REPEAT(RELAX):
         return RELAX(
             self.model, n_masks=self.n_masks, cells=self.cells, p=self.p, batch_size=self.batch_size,
             seed=self.seed + index, progress=self.progress, variant=self.variant, precision=self.precision,
-            on_progress=report,
+            on_progress=report, compile=self.compile,
         )
 
     def from_reference(self, x: Tensor, reference: Tensor) -> Tensor:

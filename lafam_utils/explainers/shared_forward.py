@@ -30,7 +30,13 @@ Key = TypeVar("Key", bound=Hashable)
 
 @dataclass
 class SharedMaps:
-    """The maps of each explainer, the seconds attributed to each, and the model's output (or None)."""
+    """The result of ``explain_together``.
+
+    Attributes:
+        maps: each explainer's (B, H, W) maps, by its key.
+        seconds: the seconds attributed to each explainer, by its key.
+        output: the model's output, or None (the forward stopped at the layers).
+    """
 
     maps: dict[Hashable, Tensor]
     seconds: dict[Hashable, float]
@@ -38,8 +44,11 @@ class SharedMaps:
 
 
 def shareable(explainer: object) -> bool:
-    """Whether ``explainer`` can take part in a shared forward: LaFAM, EigenCAM, Grad-CAM, RELAX or a
-    subclass that keeps their way of computing maps from the forward pass."""
+    """Whether ``explainer`` can take part in a shared forward.
+
+    It can when it is a LaFAM, EigenCAM, Grad-CAM, RELAX or a subclass that keeps their way of
+    computing maps from the forward pass.
+    """
     kinds = (
         (ActivationExplainer, ActivationExplainer.layer_maps),
         (GradCAM, GradCAM.layer_maps),
@@ -66,6 +75,22 @@ def explain_together(
     LaFAM and EigenCAM, the whole forward for Grad-CAM and RELAX) plus its own work after it
     (Grad-CAM's backward, RELAX's masked forwards), i.e. about what a separate call would cost;
     the charges of one batch therefore add up to more than its wall time.
+
+    Args:
+        explainers: the explainers by key.
+        x: (B, 3, H, W) float32 images.
+        need_output: run the whole model and return its output.
+        synchronize: waits for the device (e.g. ``torch.cuda.synchronize``) before each clock reading.
+
+    Returns:
+        ``SharedMaps``: (B, H, W) maps and seconds by key, in the order of ``explainers``.
+
+    Raises:
+        TypeError, ValueError: ``x`` is not a non-empty float32 (B, 3, H, W) tensor.
+        ValueError: no explainers, explainers of different models or precisions, or Grad-CAMs of
+            different layers.
+        TypeError: an explainer is not ``shareable``.
+        RuntimeError: the forward pass did not reach a layer that is read.
     """
     check_images(x)
     if not explainers:

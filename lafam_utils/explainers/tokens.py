@@ -55,7 +55,11 @@ def patch_size_of(model: nn.Module) -> tuple[int, int]:
 
 
 def patch_grid_size(model: nn.Module, size: tuple[int, int]) -> tuple[int, int]:
-    """The (h, w) grid of patch tokens for images of ``size`` (H, W)."""
+    """The (h, w) grid of patch tokens for images of ``size`` (H, W).
+
+    Raises:
+        ValueError: the model has no patch size (``patch_size_of``).
+    """
     rows, cols = patch_size_of(model)
     return size[0] // rows, size[1] // cols
 

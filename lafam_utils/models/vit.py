@@ -51,7 +51,13 @@ class ViTConfig:
 
 
 class PatchEmbed(nn.Module):
-    """(B, 3, H, W) images -> (B, h*w, D) patch embeddings by a strided convolution."""
+    """(B, 3, H, W) images -> (B, h*w, D) patch embeddings by a strided convolution.
+
+    Args:
+        patch_size: the side of a patch, the convolution's kernel and stride.
+        embed_dim: D.
+        whole_patches: reject images that are not a whole number of patches.
+    """
 
     def __init__(self, patch_size: int, embed_dim: int, whole_patches: bool) -> None:
         super().__init__()
@@ -60,6 +66,11 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) images -> (B, h*w, D) patch embeddings.
+
+        Raises:
+            ValueError: ``whole_patches`` is set and H or W is not a multiple of the patch size.
+        """
         if self.whole_patches and (x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size):
             raise ValueError(
                 f"images of {x.shape[-2]}x{x.shape[-1]} pixels are not a whole number of {self.patch_size}x"
@@ -135,6 +146,9 @@ class VisionTransformer(nn.Module):
     Attributes besides the modules: ``patch_size``, ``num_register_tokens`` and
     ``num_prefix_tokens`` (CLS + registers, timm's name, which the explainers read to find the
     patch tokens of a (B, N, D) layer output).
+
+    Args:
+        config: the release's architecture.
     """
 
     def __init__(self, config: ViTConfig) -> None:
@@ -156,8 +170,11 @@ class VisionTransformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The official random init: truncated normal (std 0.02) for the position embeddings, the
-        tokens and every Linear weight, zero biases, unit LayerNorms, LayerScale at its initial value."""
+        """The official random init.
+
+        Truncated normal (std 0.02) for the position embeddings, the tokens and every Linear weight,
+        zero biases, unit LayerNorms, LayerScale at its initial value.
+        """
         for parameter in (self.pos_embed, self.cls_token, getattr(self, "register_tokens", None)):
             if parameter is not None:
                 nn.init.trunc_normal_(parameter, std=0.02)

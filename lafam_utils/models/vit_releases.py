@@ -57,8 +57,10 @@ def dino(patch_size: int, embed_dim: int, num_heads: int) -> ViTConfig:
 
 
 def dinov2(embed_dim: int, num_heads: int, registers: bool) -> ViTConfig:
-    """DINOv2's hub backbones: patch 14, 518-pixel grid (37x37), LayerScale (init 1.0); with 4
-    registers they interpolate to the exact size with antialiasing, without by DINO's offset 0.1."""
+    """DINOv2's hub backbones: patch 14, 518-pixel grid (37x37), LayerScale (init 1.0).
+
+    With 4 registers they interpolate to the exact size with antialiasing, without by DINO's offset 0.1.
+    """
     return ViTConfig(
         patch_size=14,
         embed_dim=embed_dim,

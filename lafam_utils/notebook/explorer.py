@@ -48,8 +48,11 @@ def has_class_logits(model: nn.Module) -> bool:
 
 
 def applies_to(method: str, model: nn.Module) -> bool:
-    """Whether ``method`` can explain ``model``: class logits where it needs labels; a layer-free
-    method must build on the model (a layer-based one is checked when its layer is chosen)."""
+    """Whether ``method`` can explain ``model``.
+
+    It needs class logits where it needs labels; a layer-free method must build on the model (a
+    layer-based one is checked when its layer is chosen).
+    """
     cls = explainer_class(method)
     if cls.needs_labels and not has_class_logits(model):
         return False
@@ -74,6 +77,19 @@ class Explorer(widgets.VBox):
     maps names to modules on ``device``; maps are computed at ``precision`` ("fp32" | "bf16" |
     "auto", as every explainer). ``hits`` and ``computed`` count cache hits and maps
     computed; ``views`` counts the figures drawn.
+
+    Args:
+        data: items with "image" (3, H, W), "mask" (H, W), "labels" and "id".
+        models: modules by name, on ``device``.
+        device: where the maps are computed.
+        layer: the layer first chosen for layer-based methods.
+        relax_masks: RELAX's masks per image.
+        seed: the seed of the random methods.
+        precision: the explainers' precision.
+        methods: the methods offered (None: all registered).
+
+    Raises:
+        ValueError: ``data`` or ``models`` is empty, or ``precision`` is invalid.
     """
 
     def __init__(

@@ -42,7 +42,7 @@ class Params:
     seed: int = _param(0, "seeds torch, the synthetic images, the draw of real images and RELAX's masks")
     device: str = _param("cpu", '"cpu" | "cuda" | "cuda:1" ...')
     batch_size: int = _param(16, "images per batch of the evaluation")
-    precision: str = _param("fp32", '"fp32" | "bf16" | "auto" (docs/performance.md)')
+    precision: str = _param("fp32", '"fp32" | "tf32" | "bf16" | "auto" (docs/performance.md)')
     figures_dir: str = _param("figures", "where the figures go (PNG and PDF)")
     results_dir: str = _param("results", "where evaluation runs and tables go")
 

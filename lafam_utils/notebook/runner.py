@@ -96,7 +96,12 @@ def strip_outputs(notebooks: list[Path]) -> list[Path]:
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
-    """Read a YAML parameter set (a mapping of notebook parameter names to values)."""
+    """Read a YAML parameter set (a mapping of notebook parameter names to values).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file does not hold a YAML mapping.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"parameter set {path} not found; expected a YAML file such as notebooks/params/demo.yaml")
@@ -152,8 +157,19 @@ def run_series(
 ) -> list[Path]:
     """Execute the numbered notebooks with one parameter set; return the executed copies.
 
-    ``stream_output`` writes the cells' output (and their text progress bars) to this process's
-    stdout and stderr while they run.
+    Args:
+        params_file: the YAML parameter set.
+        output_dir: the folder for the executed notebooks.
+        only: run only the notebooks whose name starts with one of these.
+        notebooks_dir: the folder of the series.
+        stream_output: write the cells' output (and their text progress bars) to this process's
+            stdout and stderr while they run.
+
+    Returns:
+        The paths of the executed notebooks.
+
+    Raises:
+        NotebookFailed: a notebook raised (the message names it and the failing cell).
     """
     import papermill
     import tqdm  # noqa: F401  tqdm reads $TQDM_* once, at import: this process keeps its own settings
@@ -195,6 +211,7 @@ def run_series(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: run the series with the arguments ``argv``; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(NOTEBOOKS_DIR / "params" / "demo.yaml"), help="YAML parameter set")
     parser.add_argument("--output", default=None, help="folder for executed notebooks (default runs/<set>)")

@@ -3,6 +3,7 @@ and damage, parallel processes on one folder, torchrun sharding."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -371,18 +372,23 @@ def test_damaged_chunks_are_recomputed_with_a_warning(reference, tmp_path):
         pd.testing.assert_frame_equal(run(tmp_path, ToyDataset(n=10, broken=(4,))), table)
 
 
-def launch(results_dir: Path, log: Path, go: Path, delay: float = 0.02) -> subprocess.Popen:
+def launch(results_dir: Path, log: Path, go: Path, delay: float = 0.02, workers: int = 0) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(results_dir), "--delay", str(delay), "--log", str(log), "--go", str(go)], cwd=REPO,
-        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(SCRIPT), str(results_dir), "--delay", str(delay), "--log", str(log), "--go", str(go),
+         "--workers", str(workers)], cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-@pytest.mark.parametrize("n_processes", [2, pytest.param(4, marks=pytest.mark.slow)])
-def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes):
-    """Problem 2: processes on one folder used to crash on a shared temporary name and repeat all work."""
+@pytest.mark.parametrize(
+    "n_processes, workers",
+    [(2, 0), pytest.param(4, 0, marks=pytest.mark.slow), pytest.param(2, 2, marks=pytest.mark.slow)],
+)
+def test_processes_sharing_a_folder_cooperate(reference, tmp_path, n_processes, workers):
+    """Problem 2: processes on one folder used to crash on a shared temporary name and repeat all work.
+    With loading workers, each process claims a batch before its workers load it."""
     log, go = tmp_path / "calls.log", tmp_path / "go"
-    processes = [launch(tmp_path / "results", log, go) for _ in range(n_processes)]
+    processes = [launch(tmp_path / "results", log, go, workers=workers) for _ in range(n_processes)]
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("go.*.ready"))) < n_processes and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -440,3 +446,63 @@ def test_repeated_kills_lose_and_duplicate_nothing(reference, tmp_path):
     assert process.returncode == 0 and kills >= 3, kills
     table = pd.read_parquet(only_run(results) / "results.parquet")
     pd.testing.assert_frame_equal(without_time(table), without_time(reference))
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_table_errors_and_resume(reference, tmp_path):
+    """Two spawned loading processes: the same rows, the broken item's id kept, one run folder."""
+    table = run(tmp_path, ToyDataset(n=10, broken=(4,)), num_workers=2)
+    pd.testing.assert_frame_equal(without_time(table), without_time(reference))
+    broken = table[table["index"] == 4]
+    assert (broken["id"] == "img004").all() and broken["error"].str.contains("truncated").all()
+    run_dir = only_run(tmp_path)
+    missing = chunk_path(run_dir, PAIRS[2], 1)
+    missing.unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "chunks").iterdir()}
+    resumed = run(tmp_path, ToyDataset(n=10, broken=(4,)), num_workers=0)  # not part of the identity
+    assert only_run(tmp_path) == run_dir and missing.exists()
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    pd.testing.assert_frame_equal(without_time(resumed), without_time(reference))
+
+
+def test_workers_by_default_follow_the_cpus(monkeypatch):
+    evaluation = importlib.import_module("lafam_utils.evaluation.evaluate")
+
+    expectations = [(2, 1, 0), (3, 1, 0), (4, 1, 2), (16, 1, 8), (64, 1, 8), (16, 4, 2), (12, 4, 0), (32, 2, 8)]
+    for cpus, local_ranks, expected in expectations:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_ranks))
+        assert evaluation.default_workers() == expected
+
+
+def test_a_dataset_that_cannot_reach_a_worker_loads_here(monkeypatch, tmp_path):
+    evaluation = importlib.import_module("lafam_utils.evaluation.evaluate")
+
+    monkeypatch.setattr(evaluation, "default_workers", lambda: 4)
+
+    class Local(ToyDataset):  # defined in a function: not picklable
+        pass
+
+    with pytest.warns(UserWarning, match="loads the dataset in this process, not in 4 workers"):
+        assert evaluation._workers(None, Local(n=2)) == 0
+    assert evaluation._workers(None, ToyDataset(n=2)) == 4
+    assert evaluation._workers(3, Local(n=2)) == 3  # as given: an error in the worker, not a silent change
+    with pytest.raises(ValueError, match="num_workers must be a non-negative integer"):
+        run(tmp_path, ToyDataset(n=2), num_workers=-1)
+
+
+def test_compile_reaches_the_package_explainers_and_the_identity(tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: compiled.append(kwargs) or fn)
+    models = {"toyenc": ToyNet(None, seed=1)}
+    pairs = [("toyenc", "relax"), ("toyenc", "lafam")]
+    kwargs = dict(results_dir=tmp_path, models=models, metric_fn=toy_metrics, batch_size=2,
+                  explainer_kwargs={"relax": {"n_masks": 4, "cells": 2}})
+    eager = lu.evaluate(ToyDataset(n=2), pairs, progress=False, **kwargs)
+    table = lu.evaluate(ToyDataset(n=2), pairs, progress=False, compile=True, **kwargs)
+    assert compiled == [{"dynamic": False}]  # RELAX's masked forwards: one compiled forward for the model
+    pd.testing.assert_frame_equal(without_time(table), without_time(eager))
+    assert table.attrs["run_dir"] != eager.attrs["run_dir"]
+    identity = json.loads((Path(table.attrs["run_dir"]) / "run.json").read_text())["identity"]
+    assert identity["settings"]["compile"] is True and "num_workers" not in identity["settings"]
+    assert identity["explainers"]["relax"]["kwargs"]["compile"] is True

@@ -1,4 +1,8 @@
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from pytorch_grad_cam import EigenCAM as ReferenceEigenCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
@@ -7,6 +11,10 @@ from torch import nn
 
 import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.cases.eigencam import eigencam_svd  # noqa: E402
 
 
 def identity_model() -> nn.Module:
@@ -60,3 +68,63 @@ def test_constant_activations_give_zero_maps():
     maps = lu.EigenCAM(identity_model(), upsample=None)(torch.full((2, 3, 5, 7), 0.3))
     assert maps.shape == (2, 5, 7)
     assert torch.equal(maps, torch.zeros_like(maps))
+
+
+def svd_maps(acts: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The batched-SVD EigenCAM (the package's code before the Gram matrix), normalised like the maps."""
+    return minmax_normalize(eigencam_svd(acts, dtype).float())
+
+
+def gram_maps(acts: torch.Tensor) -> torch.Tensor:
+    return minmax_normalize(lu.EigenCAM(identity_model(), upsample=None).from_activations(acts))
+
+
+def test_gram_matrix_maps_equal_the_svd_on_random_activations():
+    acts = torch.randn(32, 256, 7, 7, generator=torch.Generator().manual_seed(0)).relu()
+    # float64: the float32 SVD itself is off by up to 4e-4 where the top two singular values are close
+    assert (gram_maps(acts) - svd_maps(acts, torch.float64)).abs().max() < 1e-4
+
+
+def test_gram_matrix_maps_equal_the_svd_on_resnet50_layer4(resnet50):
+    x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        acts = lu.hooks.layer_output(resnet50, "layer4", x)
+    assert acts.shape == (4, 2048, 7, 7)
+    assert (gram_maps(acts) - svd_maps(acts)).abs().max() < 1e-4
+    assert (gram_maps(acts) - svd_maps(acts, torch.float64)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("shape", [(1, 2048, 7, 7), (1, 3, 5, 7), (2, 5, 3, 11), (3, 64, 1, 9), (5, 40, 6, 6)])
+def test_gram_matrix_maps_equal_the_svd_for_odd_sizes(shape):
+    # fewer channels than positions (3 x 35, 5 x 33) takes the channels' Gram matrix
+    acts = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+    assert (gram_maps(acts) - svd_maps(acts, torch.float64)).abs().max() < 1e-4
+
+
+def test_a_constant_map_beside_others_is_zero_and_leaves_them_alone():
+    acts = torch.randn(3, 16, 4, 5, generator=torch.Generator().manual_seed(4))
+    acts[1] = 7.25
+    maps = gram_maps(acts)
+    assert torch.equal(maps[1], torch.zeros(4, 5))
+    assert (maps - svd_maps(acts, torch.float64)).abs().max() < 1e-4
+    wide = torch.full((2, 3, 6, 7), -0.3)  # the channels' Gram matrix, too
+    assert torch.equal(gram_maps(wide), torch.zeros(2, 6, 7))
+
+
+def spectrum(gap: float, positions: int = 49, channels: int = 128, seed: int = 0) -> torch.Tensor:
+    """(1, C, 7, 7) activations whose centred samples have singular values 1, 1 - gap, 0.5, 0.25, 0.1."""
+    generator = torch.Generator().manual_seed(seed)
+    left = torch.randn(positions, 5, generator=generator, dtype=torch.float64)
+    left -= left.mean(dim=0)  # orthogonal to the constant vector: centring keeps the spectrum
+    left = torch.linalg.qr(left).Q
+    right = torch.linalg.qr(torch.randn(channels, 5, generator=generator, dtype=torch.float64)).Q
+    values = torch.tensor([1.0, 1.0 - gap, 0.5, 0.25, 0.1], dtype=torch.float64)
+    samples = left @ torch.diag(values) @ right.T + torch.rand(channels, generator=generator, dtype=torch.float64)
+    return samples.T.reshape(1, channels, 7, 7).float()
+
+
+@pytest.mark.parametrize("gap", [1e-2, 1e-3])
+def test_near_degenerate_spectra_keep_the_first_component(gap):
+    for seed in range(4):
+        acts = spectrum(gap, seed=seed)
+        assert (gram_maps(acts) - svd_maps(acts, torch.float64)).abs().max() < 1e-4

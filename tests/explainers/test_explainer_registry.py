@@ -76,3 +76,14 @@ def test_quantus_random_logit_separates_label_free_from_class_maps():
     assert label_free.shape == class_specific.shape == (3,)
     assert np.allclose(label_free, 1.0)  # another class, the same map
     assert (class_specific < 1.0 - 1e-3).any()
+
+
+def test_every_registered_explainer_takes_the_shared_settings():
+    """``lu.evaluate`` and the notebooks pass these to every method: each constructor must take them."""
+    import inspect
+
+    from lafam_utils.explainers import EXPLAINERS
+
+    for cls in EXPLAINERS.values():
+        parameters = inspect.signature(cls).parameters
+        assert {"upsample", "threshold", "precision", "compile"} <= set(parameters), cls.__name__

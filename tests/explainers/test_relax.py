@@ -4,6 +4,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import lafam_utils as lu
+from lafam_utils.explainers import relax as relax_module
+from lafam_utils.explainers.relax import masked_per_forward
+
+GIB = 2**30
 
 
 class OneCellEncoder(nn.Module):
@@ -59,14 +63,56 @@ def test_same_seed_bit_identical_other_seed_differs(small_images, variant):
     assert not torch.equal(first, other)
 
 
-@pytest.mark.parametrize("batch_size", [None, 5, 40])
+@pytest.mark.parametrize("batch_size", [None, 5, 7, 40, 60, 1000])
 def test_batch_and_chunking_do_not_change_the_maps(small_images, batch_size):
+    # 60 and 1000: all three images' 20 masks in one forward, as the CUDA rule sizes it
     encoder = tiny_encoder()
     relax = lu.RELAX(encoder, n_masks=20, cells=3, batch_size=batch_size, upsample=None)
     batch = relax(small_images)
     reference = lu.RELAX(encoder, n_masks=20, cells=3, batch_size=1, upsample=None)
     single = torch.cat([reference(small_images[i : i + 1]) for i in range(3)])
     assert torch.allclose(batch, single, atol=1e-5)
+
+
+def test_device_sized_batches_do_not_change_the_maps(small_images, monkeypatch):
+    encoder = tiny_encoder()
+    default = lu.RELAX(encoder, n_masks=20, cells=3, upsample=None)(small_images)
+    sizes = []
+
+    def as_on_a_large_gpu(size, n_masked, device_type, free_bytes=None):
+        sizes.append(masked_per_forward(size, n_masked, "cuda", 80 * GIB))
+        return sizes[-1]
+
+    monkeypatch.setattr(relax_module, "masked_per_forward", as_on_a_large_gpu)
+    gpu_sized = lu.RELAX(encoder, n_masks=20, cells=3, upsample=None)(small_images)
+    assert sizes == [60]  # every masked image in one forward
+    assert torch.allclose(gpu_sized, default, atol=1e-5)
+
+
+def test_masked_images_per_forward_on_the_cpu():
+    assert masked_per_forward((224, 224), 2048, "cpu") == 64
+    assert masked_per_forward((112, 112), 2048, "cpu") == 256
+    assert masked_per_forward((224, 224), 3 * 10, "cpu") == 30  # never more than there are
+    assert masked_per_forward((4000, 3000), 2048, "cpu") == 1
+    assert masked_per_forward((224, 224), 2048, "cpu", free_bytes=80 * GIB) == 64  # memory is CUDA's rule
+
+
+def test_masked_images_per_forward_on_cuda_follow_free_memory():
+    assert masked_per_forward((224, 224), 16 * 2048, "cuda", 120 * GIB) == 1024  # a large card
+    assert masked_per_forward((224, 224), 16 * 2048, "cuda", 8 * GIB) == 8 * GIB // 2 // (512 * 224 * 224)
+    assert masked_per_forward((448, 448), 16 * 2048, "cuda", 120 * GIB) == 256  # the pixels per forward
+    assert masked_per_forward((224, 224), 3 * 100, "cuda", 120 * GIB) == 300  # every masked image at once
+    assert masked_per_forward((224, 224), 2048, "cuda", 0) == 1
+
+
+def test_free_memory_counts_what_the_caching_allocator_holds(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * GIB, 141 * GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 3 * GIB)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 * GIB)
+    free = relax_module.free_memory(torch.device("cuda", 0))
+    assert free == 12 * GIB
+    assert masked_per_forward((224, 224), 16 * 2048, "cuda", free) == 12 * GIB // 2 // (512 * 224 * 224)
+    assert relax_module.free_memory(torch.device("cpu")) is None
 
 
 @pytest.mark.parametrize("variant", ["paper", "original"])
