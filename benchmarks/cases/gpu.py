@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 import lafam_utils as lu
-from lafam_utils.evaluation.evaluate import default_workers
+from lafam_utils.evaluation.evaluator import default_workers
 from lafam_utils.paper import PAPER_PAIRS
 from lafam_utils.explainers.base import compiled_forward
 from lafam_utils.explainers.relax import free_memory, masked_per_forward

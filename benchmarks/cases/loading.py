@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 import lafam_utils as lu
-from lafam_utils.evaluation.evaluate import default_workers
+from lafam_utils.evaluation.evaluator import default_workers
 from lafam_utils.explainers.shared_forward import explain_together
 from lafam_utils.datasets.transforms import preprocess_image
 

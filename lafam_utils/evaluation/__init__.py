@@ -1,5 +1,5 @@
 """Datasets x models x methods -> one results row per (image, model, method), resumable and shardable."""
 
-from .evaluate import evaluate, load_results
+from .evaluator import evaluate, load_results
 
 __all__ = ["evaluate", "load_results"]

@@ -3,7 +3,6 @@ and damage, parallel processes on one folder, torchrun sharding."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -466,7 +465,7 @@ def test_worker_processes_give_the_same_table_errors_and_resume(reference, tmp_p
 
 
 def test_workers_by_default_follow_the_cpus(monkeypatch):
-    evaluation = importlib.import_module("lafam_utils.evaluation.evaluate")
+    from lafam_utils.evaluation import evaluator as evaluation
 
     expectations = [(2, 1, 0), (3, 1, 0), (4, 1, 2), (16, 1, 8), (64, 1, 8), (16, 4, 2), (12, 4, 0), (32, 2, 8)]
     for cpus, local_ranks, expected in expectations:
@@ -476,7 +475,7 @@ def test_workers_by_default_follow_the_cpus(monkeypatch):
 
 
 def test_a_dataset_that_cannot_reach_a_worker_loads_here(monkeypatch, tmp_path):
-    evaluation = importlib.import_module("lafam_utils.evaluation.evaluate")
+    from lafam_utils.evaluation import evaluator as evaluation
 
     monkeypatch.setattr(evaluation, "default_workers", lambda: 4)
 
