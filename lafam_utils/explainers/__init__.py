@@ -5,7 +5,7 @@ name with ``@register``; importing this package registers the built-in ones.
 """
 
 from .base import ActivationExplainer, Explainer, minmax_normalize, upsample_maps
-from .registry import EXPLAINERS, explain_func, explainer, explainer_class, method_title, register
+from .registry import EXPLAINERS, accepted_options, explain_func, explainer, explainer_class, method_title, register
 from .lafam import LaFAM
 from .gradcam import GradCAM
 from .relax import RELAX
@@ -31,6 +31,7 @@ __all__ = [
     "RELAX",
     "REPEAT",
     "RandomCAM",
+    "accepted_options",
     "explain_func",
     "explainer",
     "explainer_class",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -59,6 +61,17 @@ def explainer_class(name: str) -> type[Explainer]:
     if key not in EXPLAINERS:
         raise ValueError(f"unknown explainer {name!r}; known: {', '.join(EXPLAINERS)}")
     return EXPLAINERS[key]
+
+
+def accepted_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``options`` that method ``name``'s constructor takes (e.g. RELAX's ``n_masks``),
+    so that one set of run settings serves every method.
+
+    Raises:
+        ValueError: no explainer of that name is registered.
+    """
+    parameters = inspect.signature(explainer_class(name)).parameters
+    return {key: value for key, value in options.items() if key in parameters}
 
 
 def method_title(name: str) -> str:

@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import inspect
 from collections.abc import Sequence
 
 import ipywidgets as widgets
@@ -29,7 +28,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..explainers import EXPLAINERS, explainer, explainer_class
+from ..explainers import EXPLAINERS, accepted_options, explainer, explainer_class
 from ..precision import Precision
 from ..report.figures import overlay
 from ..report.titles import method_title, model_title, pair_title
@@ -206,9 +205,7 @@ class Explorer(widgets.VBox):
             self.status.value = f"{what}: from the cache"
             return self.cache[key]
         options: dict[str, Any] = {"layer": layer} if layer is not None else {}
-        accepted = inspect.signature(explainer_class(method)).parameters
-        settings = {"n_masks": self.relax_masks, "seed": self.seed, "on_progress": self._report}
-        options.update({name: value for name, value in settings.items() if name in accepted})
+        options.update(accepted_options(method, {"n_masks": self.relax_masks, "seed": self.seed, "on_progress": self._report}))
         upsampling = None if upsample == "none" else upsample
         explain = explainer(method, self.models[model_name], upsample=upsampling, precision=self.precision, **options)
         image = self.data[index]["image"][None].to(self.device)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..datasets.opening import open_dataset
-from ..explainers import explainer, explainer_class
+from ..explainers import accepted_options, explainer, explainer_class
 from ..models.predictions import predict
 from ..models.registry import check_weight_settings, load_model, model_options
 from ..paper import Pair, dataset_models, model_method_pairs
@@ -30,10 +29,6 @@ from ..report.figures import save_figure
 from ..report.titles import pair_title
 from .params import Params
 from .paths import repo_path
-
-METHOD_SETTINGS = ("n_masks", "seed", "progress")
-"""Settings a notebook hands to every method whose constructor takes them (RELAX and its kin)."""
-
 
 class LazyModels(Mapping[str, nn.Module]):
     """The notebook's models by name, each loaded (with the run's weight settings) on first access."""
@@ -109,9 +104,7 @@ class Session:
 
     def method_options(self, method: str, progress: bool = False) -> dict[str, Any]:
         """The run's settings that ``method``'s constructor takes: RELAX's masks and seed, and a progress bar."""
-        accepted = inspect.signature(explainer_class(method)).parameters
-        values = {"n_masks": self.params.relax_masks, "seed": self.params.seed, "progress": progress}
-        return {name: values[name] for name in METHOD_SETTINGS if name in accepted}
+        return accepted_options(method, {"n_masks": self.params.relax_masks, "seed": self.params.seed, "progress": progress})
 
     def explainers(
         self, pairs: Sequence[Pair] | None = None, upsample: str | None = "nearest", progress: bool = False

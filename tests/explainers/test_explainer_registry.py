@@ -87,3 +87,13 @@ def test_every_registered_explainer_takes_the_shared_settings():
     for cls in EXPLAINERS.values():
         parameters = inspect.signature(cls).parameters
         assert {"upsample", "threshold", "precision", "compile"} <= set(parameters), cls.__name__
+
+
+def test_accepted_options_keeps_what_a_constructor_takes():
+    from lafam_utils.explainers import accepted_options
+
+    settings = {"n_masks": 8, "seed": 3, "progress": True}
+    assert accepted_options("relax", settings) == settings
+    assert accepted_options("lafam", settings) == {}
+    with pytest.raises(ValueError, match="unknown explainer"):
+        accepted_options("nope", settings)
