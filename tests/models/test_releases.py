@@ -22,6 +22,7 @@ import lafam_utils as lu
 from lafam_utils.models import releases as ssl_releases
 from lafam_utils.models import CheckpointError, DownloadError
 from lafam_utils.models.releases import RELEASES
+from lafam_utils.models.vit_releases import VIT_RELEASES
 
 NAMES = list(RELEASES)
 NARROW = 64  # Barlow Twins' and VICReg's 8192-wide projectors are built this wide in the tests
@@ -238,14 +239,16 @@ def test_full_width_projectors_match_the_release_code():
     assert shapes["vicreg"] == {**shapes["barlowtwins"], "0.bias": (8192,), "3.bias": (8192,)}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES, *VIT_RELEASES])
 def test_offline_download_names_the_url_and_the_file(name, tmp_path, monkeypatch):
+    """Every official release, ResNet50 and ViT alike."""
+
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    release = RELEASES[name]
+    release = {**RELEASES, **VIT_RELEASES}[name]
     with pytest.raises(DownloadError) as caught:
         lu.load_model(name)
     message = str(caught.value)
