@@ -23,6 +23,8 @@ _NAMES = {
     "EigenCAM": "explainers",
     "explainer": "explainers",
     "explain_func": "explainers",
+    "applies_to": "explainers",
+    "default_layer": "explainers",
     "register": "explainers",
     "load_model": "models",
     "SyntheticShapes": "shapes",

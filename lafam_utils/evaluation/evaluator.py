@@ -566,10 +566,10 @@ def _identity(
 ) -> dict[str, Any]:
     """Everything that changes a run's numbers (``lafam_utils.evaluation.run_store`` describes each part)."""
     methods = {}
-    for model, method in pairs:
+    for model, method in pairs:  # per pair: a method's default layer depends on the model
         built = runner.explainers[(model, method)]
         factory = (explainers or {}).get(method) or type(built)
-        methods[method] = run_store.factory_settings(factory, (explainer_kwargs or {}).get(method, {}), built)
+        methods[f"{model}/{method}"] = run_store.factory_settings(factory, (explainer_kwargs or {}).get(method, {}), built)
     return {
         "metrics_version": run_store.METRICS_VERSION,
         "dataset": {

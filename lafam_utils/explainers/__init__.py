@@ -5,7 +5,18 @@ name with ``@register``; importing this package registers the built-in ones.
 """
 
 from .base import ActivationExplainer, Explainer, minmax_normalize, upsample_maps
-from .registry import EXPLAINERS, accepted_options, explain_func, explainer, explainer_class, method_title, register
+from .registry import (
+    EXPLAINERS,
+    accepted_options,
+    applies_to,
+    explain_func,
+    explainer,
+    explainer_class,
+    has_class_logits,
+    method_title,
+    register,
+)
+from .default_layers import default_layer
 from .lafam import LaFAM
 from .gradcam import GradCAM
 from .relax import RELAX
@@ -32,9 +43,12 @@ __all__ = [
     "REPEAT",
     "RandomCAM",
     "accepted_options",
+    "applies_to",
+    "default_layer",
     "explain_func",
     "explainer",
     "explainer_class",
+    "has_class_logits",
     "method_title",
     "minmax_normalize",
     "register",

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..hooks import LayerSpec, find_layer, layer_output
 from ..precision import Precision, Resolved, check_precision, forward_context, memory_format, resolve_precision
 from ..progress import report_line
+from .default_layers import AUTO, default_layer
 from .tokens import patch_grid
 
 Upsample = Literal["nearest", "bilinear"] | None
@@ -175,13 +176,16 @@ class Explainer(ABC):
 
     Class attributes: ``name`` (the registry key, ``lu.explainer(name, model)``), ``title`` (the
     display name in tables and figures), ``needs_labels`` (explains a class score: the model must
-    return class logits, and ``__call__`` takes ``target``) and ``needs_layer`` (False for methods
-    that treat the model as a black box, like RELAX).
+    return class logits, and ``__call__`` takes ``target``), ``needs_layer`` (False for methods
+    that treat the model as a black box, like RELAX) and ``uses_gradients`` (the method reads the
+    layer's gradient, which decides its ``"auto"`` layer on a ViT).
 
     Args:
         model: the network to explain.
         layer: the layer whose output the method reads (a name such as ``"layer4"`` or a module);
-            None for methods that explain the whole model (RELAX).
+            ``"auto"`` (default): the model's default layer (``default_layers.default_layer``:
+            ``layer4`` on a ResNet, a ViT's last block, or its first norm for methods that read
+            gradients); None for methods that explain the whole model (RELAX).
         upsample: ``"nearest"``, ``"bilinear"`` or None (maps at the layer's resolution).
         threshold: values of the normalised maps below it become 0 (None: none), in [0, 1].
         precision: ``"fp32"``, ``"tf32"``, ``"bf16"`` or ``"auto"``, as above.
@@ -196,12 +200,13 @@ class Explainer(ABC):
     title: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
     needs_layer: ClassVar[bool] = True
+    uses_gradients: ClassVar[bool] = False
     report_compile: bool = False
 
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = "layer4",
+        layer: LayerSpec | None = AUTO,
         upsample: Upsample = "nearest",
         threshold: float | None = None,
         precision: Precision = "fp32",
@@ -213,9 +218,9 @@ class Explainer(ABC):
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1] or be None, got {threshold}")
         self.model = model
-        self.layer = layer
-        if layer is not None:  # None: methods that explain the whole model (RELAX)
-            find_layer(model, layer)
+        self.layer = default_layer(model, self.uses_gradients) if layer == AUTO else layer
+        if self.layer is not None:  # None: methods that explain the whole model (RELAX)
+            find_layer(model, self.layer)
         self.upsample = upsample
         self.threshold = threshold
         self.precision = precision

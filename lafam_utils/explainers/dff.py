@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..hooks import LayerSpec
 from ..precision import Precision
+from .default_layers import AUTO
 from .base import ActivationExplainer, Upsample, minmax_normalize, upsample_maps
 from .registry import register
 
@@ -151,7 +152,7 @@ class DFF(ActivationExplainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = "layer4",
+        layer: LayerSpec | None = AUTO,
         n_components: int = 5,
         joint: bool = False,
         seed: int = 0,

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..hooks import LayerSpec
 from ..precision import Precision
+from .default_layers import AUTO
 from .base import ActivationExplainer, Upsample
 from .registry import register
 
@@ -39,7 +40,7 @@ class FEM(ActivationExplainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = "layer4",
+        layer: LayerSpec | None = AUTO,
         k_sigma: float = 2.0,
         upsample: Upsample = "nearest",
         threshold: float | None = None,

@@ -116,6 +116,7 @@ class GradCAM(Explainer):
     name = "gradcam"
     title = "Grad-CAM"
     needs_labels = True
+    uses_gradients = True
 
     targets: Tensor | None = None
     logits: Tensor | None = None

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..hooks import LayerSpec
 from ..precision import Precision
+from .default_layers import AUTO
 from .base import ActivationExplainer, Upsample
 from .eigencam import follow_channel_mean
 from .registry import register
@@ -97,7 +98,7 @@ class KPCACAM(ActivationExplainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = "layer4",
+        layer: LayerSpec | None = AUTO,
         kernel: str = "sigmoid",
         gamma: float | None = None,
         coef0: float = 1.0,

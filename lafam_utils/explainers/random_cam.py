@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..hooks import LayerSpec
 from ..precision import Precision
+from .default_layers import AUTO
 from .base import Explainer, Upsample
 from .registry import register
 
@@ -80,7 +81,7 @@ class RandomCAM(Explainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = "layer4",
+        layer: LayerSpec | None = AUTO,
         seed: int = 0,
         upsample: Upsample = "nearest",
         threshold: float | None = None,

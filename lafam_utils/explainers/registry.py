@@ -100,6 +100,29 @@ def explainer(name: str, model: nn.Module, **kwargs: Any) -> Explainer:
     return explainer_class(name)(model, **kwargs)
 
 
+def has_class_logits(model: nn.Module) -> bool:
+    """A classifier (Grad-CAM has a class to explain): the model names its classes."""
+    return getattr(model, "class_names", None) is not None
+
+
+def applies_to(method: str, model: nn.Module) -> bool:
+    """Whether ``method`` can explain ``model``.
+
+    It needs class logits where it needs labels; a layer-free method must build on the model (a
+    layer-based one is checked when its layer is chosen).
+    """
+    cls = explainer_class(method)
+    if cls.needs_labels and not has_class_logits(model):
+        return False
+    if cls.needs_layer:
+        return True
+    try:
+        cls(model)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def explain_func(
     model: nn.Module,
     inputs: np.ndarray,

@@ -220,11 +220,16 @@ class VisionTransformer(nn.Module):
             tokens = torch.cat((tokens[:, :1], registers, tokens[:, 1:]), dim=1)
         return tokens
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) images -> (B, D) CLS tokens after the final ``norm`` (the official ``x_norm_clstoken``)."""
         tokens = self.prepare_tokens(x)
         for block in self.blocks:
             tokens = block(tokens)
-        return self.head(self.norm(tokens)[:, 0])
+        return self.norm(tokens)[:, 0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``head(features(x))``: the CLS embedding (``head`` is ``nn.Identity()`` in the releases)."""
+        return self.head(self.features(x))
 
 
 __all__ = ["ViTConfig", "VisionTransformer"]

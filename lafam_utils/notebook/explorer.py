@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..explainers import EXPLAINERS, accepted_options, explainer, explainer_class
+from ..explainers import EXPLAINERS, accepted_options, applies_to, explainer, explainer_class, has_class_logits
+from ..explainers.default_layers import AUTO, default_layer, model_layers
 from ..precision import Precision
 from ..report.figures import overlay
 from ..report.titles import method_title, model_title, pair_title
@@ -41,32 +42,10 @@ MapKey = tuple[int, str, str, str | None, str]
 """(image index, model, method, layer or None for layer-free methods, upsampling) of a cached map."""
 
 
-def has_class_logits(model: nn.Module) -> bool:
-    """A classifier (Grad-CAM has a class to explain): the model names its classes."""
-    return getattr(model, "class_names", None) is not None
-
-
-def applies_to(method: str, model: nn.Module) -> bool:
-    """Whether ``method`` can explain ``model``.
-
-    It needs class logits where it needs labels; a layer-free method must build on the model (a
-    layer-based one is checked when its layer is chosen).
-    """
-    cls = explainer_class(method)
-    if cls.needs_labels and not has_class_logits(model):
-        return False
-    if cls.needs_layer:
-        return True
-    try:
-        cls(model)
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
-def model_layers(model: nn.Module, default: str) -> list[str]:
-    """The model's top-level stages named ``layer*`` (ResNet's layer1..layer4), else ``[default]``."""
-    return [name for name, _ in model.named_children() if name.startswith("layer")] or [default]
+def layer_choices(model: nn.Module, first: str) -> list[str]:
+    """The layer control's options: ``first`` ("auto": each method's default layer), then the model's
+    stages or blocks (``default_layers.model_layers``)."""
+    return list(dict.fromkeys([first, *model_layers(model)]))
 
 
 class Explorer(widgets.VBox):
@@ -81,7 +60,8 @@ class Explorer(widgets.VBox):
         data: items with "image" (3, H, W), "mask" (H, W), "labels" and "id".
         models: modules by name, on ``device``.
         device: where the maps are computed.
-        layer: the layer first chosen for layer-based methods.
+        layer: the layer first chosen for layer-based methods (``"auto"``: each method's default
+            layer on each model, ``layer4`` on a ResNet, the last block on a ViT).
         relax_masks: RELAX's masks per image.
         seed: the seed of the random methods.
         precision: the explainers' precision.
@@ -97,7 +77,7 @@ class Explorer(widgets.VBox):
         models: Mapping[str, nn.Module],
         *,
         device: str | torch.device = "cpu",
-        layer: str = "layer4",
+        layer: str = AUTO,
         relax_masks: int = 2048,
         seed: int = 0,
         precision: Precision = "fp32",
@@ -119,8 +99,7 @@ class Explorer(widgets.VBox):
         self.index = widgets.IntSlider(0, min=0, max=len(data) - 1, description="image", continuous_update=False)
         self.model = widgets.Dropdown(options=list(self.models), value=first, description="model")
         self.method = widgets.Dropdown(options=self.method_choices(first), value="lafam", description="method")
-        layers = model_layers(self.models[first], layer)
-        self.layer = widgets.Dropdown(options=layers, value=layer if layer in layers else layers[-1], description="layer")
+        self.layer = widgets.Dropdown(options=layer_choices(self.models[first], layer), value=layer, description="layer")
         self.upsample = widgets.Dropdown(options=UPSAMPLE_CHOICES, value="nearest", description="upsample")
         self.threshold = widgets.FloatSlider(
             0.0, min=0.0, max=1.0, step=0.05, description="threshold", continuous_update=False
@@ -182,11 +161,11 @@ class Explorer(widgets.VBox):
                 current = self.method.value
                 self.method.options = methods
                 self.method.value = current if current in methods else "lafam"
-            layers = model_layers(self.models[model_name], self.default_layer)
+            layers = layer_choices(self.models[model_name], self.default_layer)
             if list(self.layer.options) != layers:
                 current = self.layer.value
                 self.layer.options = layers
-                self.layer.value = current if current in layers else layers[-1]
+                self.layer.value = current if current in layers else self.default_layer
         self._enable()
 
     def _enable(self) -> None:
@@ -248,6 +227,8 @@ class Explorer(widgets.VBox):
         image_line = f"image {index} · {item['id']} · true: {labels}"
         if predicted is not None:
             image_line += f" · pred: {predicted}"
+        if layer == AUTO:
+            layer = default_layer(self.models[model_name], explainer_class(method).uses_gradients)
         return f"{image_line}\n{pair_title(model_name, method)} · {layer or 'input'}"
 
     def figure(self) -> Figure:
@@ -277,4 +258,4 @@ class Explorer(widgets.VBox):
         return f"Explorer(image={index}, model={model_name!r}, method={method!r}, layer={layer!r}, upsample={upsample!r})"
 
 
-__all__ = ["Explorer", "applies_to", "has_class_logits", "model_layers"]
+__all__ = ["Explorer", "layer_choices"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..datasets.opening import open_dataset
-from ..explainers import accepted_options, explainer, explainer_class
+from ..explainers import accepted_options, applies_to, explainer, explainer_class
 from ..models.predictions import predict
 from ..models.registry import check_weight_settings, load_model, model_options
 from ..paper import Pair, dataset_models, model_method_pairs
@@ -68,7 +69,8 @@ class Session:
         classifier, encoders: the models of the comparison (the dataset's defaults unless given).
         models: ``LazyModels`` over the classifier and the encoders.
         paper_pairs: the paper's (model, method) pairs for these models (the figures' columns).
-        pairs: the compared pairs: the paper's, with ``params.methods`` added (the tables' columns).
+        pairs: the compared pairs: the paper's, with each of ``params.methods`` added on every model
+            it applies to (the tables' columns; reading it loads the models to check that).
         figures, results: the output folders (absolute paths).
         device: a ``torch.device``.
     """
@@ -90,7 +92,14 @@ class Session:
 
         self.models = LazyModels([self.classifier, *self.encoders], load)
         self.paper_pairs = model_method_pairs(self.classifier, self.encoders)
-        self.pairs = comparison_pairs(self.classifier, self.encoders, params.methods)
+        comparison_pairs(self.classifier, self.encoders, params.methods)  # unknown methods fail here
+
+    @cached_property
+    def pairs(self) -> list[Pair]:
+        """The paper's pairs, then ``params.methods`` on each model they apply to (``applies_to``)."""
+        return comparison_pairs(
+            self.classifier, self.encoders, self.params.methods, lambda model, method: applies_to(method, self.models[model])
+        )
 
     def model(self, name: str) -> nn.Module:
         """Any model by name, loaded once with the run's weight settings (e.g. a negative control)."""
@@ -137,7 +146,7 @@ class Session:
         """``by_pair`` keyed by display titles ("Shapes supervised Grad-CAM"; ``separator="\\n"`` for figure columns)."""
         return {pair_title(*pair, separator=separator): value for pair, value in by_pair.items()}
 
-    def explorer(self, data: Dataset, layer: str = "layer4") -> Any:
+    def explorer(self, data: Dataset, layer: str = "auto") -> Any:
         """The interactive ``Explorer`` over ``data`` with this run's models and settings."""
         from .explorer import Explorer
 
@@ -161,11 +170,18 @@ class Session:
         )
 
 
-def comparison_pairs(classifier: str, encoders: Sequence[str], methods: Sequence[str] = ()) -> list[Pair]:
+def comparison_pairs(
+    classifier: str,
+    encoders: Sequence[str],
+    methods: Sequence[str] = (),
+    applies: Callable[[str, str], bool] | None = None,
+) -> list[Pair]:
     """The paper's pairs, with each extra method after them on each model it applies to.
 
     A method that explains a class score (``needs_labels``) runs on the classifier only; a
-    label-free one on the classifier and every encoder. Pairs are grouped by model.
+    label-free one on the classifier and every encoder; with ``applies`` (model name, method)
+    only where it also says so (the attention map only on ViTs that expose their attention).
+    Pairs are grouped by model.
 
     Raises:
         ValueError: a method is not registered (the message lists the known ones).
@@ -174,7 +190,11 @@ def comparison_pairs(classifier: str, encoders: Sequence[str], methods: Sequence
     pairs = model_method_pairs(classifier, encoders)
     for model in [classifier, *encoders]:
         at = max(i for i, (m, _) in enumerate(pairs) if m == model) + 1
-        added = [(model, cls.name) for cls in extra if (model == classifier or not cls.needs_labels)]
+        added = [
+            (model, cls.name)
+            for cls in extra
+            if (model == classifier or not cls.needs_labels) and (applies is None or applies(model, cls.name))
+        ]
         pairs[at:at] = [pair for pair in added if pair not in pairs]
     return pairs
 

@@ -309,7 +309,7 @@ def test_changed_settings_weights_or_data_never_return_old_rows(tmp_path):
     assert len({t.attrs["run_dir"] for t in (first, more_masks, other_weights, other_data)}) == 4
     assert len(run_folders(tmp_path)) == 4
     identity = json.loads((Path(more_masks.attrs["run_dir"]) / "run.json").read_text())["identity"]
-    relax = identity["explainers"]["relax"]
+    relax = identity["explainers"]["toyenc/relax"]
     assert relax["factory"] == "RELAX"
     assert relax["kwargs"] | {"n_masks": 64} == relax["kwargs"]  # defaults filled in: every setting is there
     assert {"cells", "p", "seed", "variant", "upsample", "threshold"} <= set(relax["kwargs"])
@@ -327,7 +327,7 @@ class Scaled(toy_explainers()["gradlike"]):
 def test_new_constructor_arguments_and_evaluate_settings_enter_the_identity(tmp_path):
     table = run(tmp_path, ToyDataset(n=3), explainers={"gradlike": Scaled, "lafam": toy_explainers()["lafam"]})
     identity = json.loads((Path(table.attrs["run_dir"]) / "run.json").read_text())["identity"]
-    assert identity["explainers"]["gradlike"]["kwargs"] == {"scale": 1.0, "precision": "fp32"}
+    assert identity["explainers"]["toynet/gradlike"]["kwargs"] == {"scale": 1.0, "precision": "fp32"}
     assert {"batch_size": 3, "k": 1000, "backend": "torch", "dataset_name": "toy"}.items() <= identity["settings"].items()
     assert identity["dataset"]["length"] == 3 and identity["dataset"]["ids_sha256"]
 
@@ -504,4 +504,4 @@ def test_compile_reaches_the_package_explainers_and_the_identity(tmp_path, monke
     assert table.attrs["run_dir"] != eager.attrs["run_dir"]
     identity = json.loads((Path(table.attrs["run_dir"]) / "run.json").read_text())["identity"]
     assert identity["settings"]["compile"] is True and "num_workers" not in identity["settings"]
-    assert identity["explainers"]["relax"]["kwargs"]["compile"] is True
+    assert identity["explainers"]["toyenc/relax"]["kwargs"]["compile"] is True

@@ -105,10 +105,28 @@ def test_empty_dataset_is_a_clear_error():
 
 
 def test_methods_are_offered_where_they_apply():
-    from lafam_utils.notebook.explorer import applies_to
+    from lafam_utils.explainers import applies_to
 
     cnn = lu.load_model("shapes-supervised", weights=None)
     encoder = lu.load_model("shapes-simclr", weights=None)
     assert applies_to("gradcam", cnn) and not applies_to("gradcam", encoder)
     assert applies_to("relax", encoder) and applies_to("lafam", encoder)
     assert not applies_to("attention", cnn)  # a CNN has no attention to read
+
+
+def test_a_vit_offers_its_blocks_and_auto_reads_each_methods_default_layer():
+    from tiny_vits import tiny_dino
+
+    models = {"shapes-simclr": lu.load_model("shapes-simclr", weights=None).eval(), "vit": tiny_dino(registers=4)}
+    explorer = Explorer(lu.SyntheticShapes(n=1, split="single", seed=0, size=64), models, relax_masks=4)
+    assert explorer.layer.options == ("auto", "layer1", "layer2", "layer3", "layer4") and explorer.layer.value == "auto"
+    assert "attention" not in explorer.method.options
+    explorer.model.value = "vit"
+    assert explorer.layer.options == ("auto", "blocks.0", "blocks.1", "blocks.1.norm1") and explorer.layer.value == "auto"
+    assert "attention" in explorer.method.options
+    assert explorer.title().endswith("LaFAM · blocks.1")
+    explorer.layer.value = "blocks.0"
+    assert explorer.title().endswith("LaFAM · blocks.0") and explorer.key()[3] == "blocks.0"
+    explorer.layer.value = "auto"
+    explorer.method.value = "attention"
+    assert explorer.layer.disabled and bytes(explorer.image.value).startswith(PNG_SIGNATURE)

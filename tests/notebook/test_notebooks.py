@@ -75,6 +75,40 @@ def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, mo
     assert {"fig1_qualitative_voc.png", "fig2_multi_object_voc.png", "fig5_metric_distributions_voc.png"} <= figures
 
 
+@pytest.mark.slow
+def test_notebooks_02_to_05_run_the_vision_transformers_on_voc(tmp_path, monkeypatch):
+    """vit-voc.yaml end to end on a small VOC tree, every ViT random-init, each method at its default layer."""
+    from lafam_utils.report.titles import model_title
+    from voc_files import write_voc
+
+    monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
+    write_voc(tmp_path / "voc")
+    params = yaml.safe_load((PARAMS_DIR / "vit-voc.yaml").read_text())
+    params.update(
+        data_root=str(tmp_path / "voc"), random_init=True, n_images=1, relax_masks=2, device="cpu", batch_size=4,
+        figures_dir=str(tmp_path / "figures"), results_dir=str(tmp_path / "results"),
+    )
+    params_file = tmp_path / "vit-voc.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+
+    executed = run_series(params_file, tmp_path / "runs", only=["02", "03", "04", "05"])
+
+    assert [path.name for path in executed] == SERIES[1:]
+    run_json = json.loads(next((tmp_path / "results").glob("voc_paper*/**/run.json")).read_text())
+    pairs = [tuple(pair) for pair in run_json["identity"]["pairs"]]
+    assert ("vit_b_16", "attention") not in pairs  # torchvision's ViT does not expose its attention
+    for encoder in params["encoders"]:
+        assert {(encoder, "relax"), (encoder, "lafam"), (encoder, "attention")} <= set(pairs)
+    layers = {key: value["kwargs"].get("layer") for key, value in run_json["identity"]["explainers"].items()}
+    assert layers["vit_b_16/gradcam"] == "encoder.layers.encoder_layer_11.ln_1"
+    assert layers["vit_b_16/lafam"] == "encoder.layers.encoder_layer_11"
+    assert layers["dinov2-vits14-reg/lafam"] == "blocks.11"
+    summary = next((tmp_path / "results").glob("voc_paper*/**/summary.md")).read_text()
+    assert all(f"{model_title(name)} Attention" in summary for name in params["encoders"])
+    figures = {path.name for path in (tmp_path / "figures").iterdir()}
+    assert {"fig1_qualitative_voc.png", "fig5_metric_distributions_voc.png"} <= figures
+
+
 def test_strip_outputs_clears_outputs_and_counts(tmp_path):
     cell = new_code_cell("1 + 1", execution_count=3, outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)])
     cell.metadata["papermill"] = {"duration": 1.0}

@@ -68,6 +68,20 @@ def test_extra_methods_join_the_pairs_on_the_models_they_fit():
         comparison_pairs("clf", ["enc"], ["fem2"])
 
 
+def test_a_method_joins_only_the_models_it_can_explain():
+    """The attention map needs a ViT that exposes its attention: not the CNNs, not torchvision's ViT."""
+    pairs = comparison_pairs("clf", ["cnn", "vit"], ["attention", "random"], applies=lambda model, method: model == "vit" or method != "attention")
+    assert ("vit", "attention") in pairs and ("cnn", "attention") not in pairs and ("clf", "attention") not in pairs
+    assert {("clf", "random"), ("cnn", "random"), ("vit", "random")} <= set(pairs)
+    run = setup({"random_init": True, "encoders": ["shapes-simclr", "dino-vits16"], "methods": ["attention"]})
+    assert run.models.loaded() == []  # the pairs are worked out on first use
+    assert [pair for pair in run.pairs if pair[1] == "attention"] == [("dino-vits16", "attention")]
+    assert ("dino-vits16", "relax") in run.pairs and ("dino-vits16", "lafam") in run.pairs
+    explainers = run.explainers(upsample=None)
+    assert explainers[("dino-vits16", "lafam")].layer == "blocks.11"
+    assert explainers[("shapes-simclr", "lafam")].layer == "layer4"
+
+
 def test_explainers_get_the_run_settings_their_constructors_take():
     run = setup({"random_init": True, "relax_masks": 8, "seed": 5, "precision": "fp32"})
     explainers = run.explainers(upsample=None)
