@@ -27,6 +27,7 @@ from .dff import DFF
 from .repeat import REPEAT
 from .random_cam import RandomCAM
 from .attention import CLSAttention
+from .lafam_magnitude import LaFAMMagnitude
 
 __all__ = [
     "ActivationExplainer",
@@ -39,6 +40,7 @@ __all__ = [
     "GradCAM",
     "KPCACAM",
     "LaFAM",
+    "LaFAMMagnitude",
     "RELAX",
     "REPEAT",
     "RandomCAM",

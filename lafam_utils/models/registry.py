@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..shapes.shipped import SHAPES_MODELS
 from .bolts import BOLTS_URLS, bolts_encoder
 from .releases import RELEASES, load_release
 from .torchvision_models import TORCHVISION_MODELS, torchvision_classifier
@@ -82,9 +81,9 @@ def load_model(
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
     if embedding is not None and name not in (*BOLTS_URLS, *RELEASES):
         raise ValueError(f"embedding= applies to {', '.join((*BOLTS_URLS, *RELEASES))} only, not {name!r}")
-    if name in SHAPES_MODELS:
-        from ..shapes.shipped import load_shapes_model
+    from ..shapes.shipped import SHAPES_MODELS, load_shapes_model  # here: the shapes ViT imports models.vit
 
+    if name in SHAPES_MODELS:
         return load_shapes_model(name, weights=weights, checkpoint=checkpoint, device=device)
     if name in BOLTS_URLS:
         model = bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)

@@ -30,6 +30,8 @@ MODEL_TITLES = {
     "shapes-supervised": "Shapes supervised",
     "shapes-simclr": "Shapes SimCLR",
     "shapes-simclr-background": "Shapes SimCLR-bg",
+    "shapes-vit-supervised": "Shapes ViT supervised",
+    "shapes-vit-simclr": "Shapes ViT SimCLR",
 }
 
 

@@ -2,7 +2,8 @@
 
 ``load_shapes_model("shapes-supervised")`` loads the classifier, ``"shapes-simclr"`` the same
 backbone trained with SimCLR (no labels) and ``"shapes-simclr-background"`` the background-biased
-negative control. Each file's sha256 and recipe are recorded in the manifest and checked on
+negative control; ``"shapes-vit-supervised"`` and ``"shapes-vit-simclr"`` are the ViT pair, trained
+from the same recipes. Each file's sha256 and recipe are recorded in the manifest and checked on
 load; ``python -m lafam_utils.shapes.retrain`` (``make models``) retrains them from ``RECIPES``.
 """
 
@@ -19,7 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .network import Objective, ShapesNet, new_shapes_model
+from .network import Objective, ShapesNet, ShapesViT, new_shapes_model
 from .training import RECIPES, SHAPES_MODELS, TrainConfig, train_shapes_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -34,7 +35,7 @@ class ShippedModelError(RuntimeError):
     """A shipped model file is missing, altered, or was trained from another recipe than the code's."""
 
 
-def model_file_bytes(model: ShapesNet, objective: Objective, config: TrainConfig) -> bytes:
+def model_file_bytes(model: ShapesNet | ShapesViT, objective: Objective, config: TrainConfig) -> bytes:
     """The bytes of a model file: tensors and plain values only (``torch.load(weights_only=True)``).
 
     The same weights and recipe give the same bytes whatever the file is called. The recipe is
@@ -59,7 +60,7 @@ def read_manifest(directory: Path | None = None) -> dict[str, dict]:
     return json.loads(path.read_text())
 
 
-def ship_model(name: str, model: ShapesNet, directory: Path | None = None) -> str:
+def ship_model(name: str, model: ShapesNet | ShapesViT, directory: Path | None = None) -> str:
     """Write ``name``'s file (``<name>.pt``) into ``directory`` (default ``WEIGHTS_DIR``) and record it in its manifest.
 
     Returns:
@@ -124,12 +125,13 @@ def load_shapes_model(
     *,
     config: TrainConfig | None = None,
     progress: bool = True,
-) -> ShapesNet:
+) -> ShapesNet | ShapesViT:
     """A shapes model in eval mode, by default with the weights shipped in ``weights/``.
 
     Args:
         name: ``"shapes-supervised"`` (logits over ``SHAPE_CLASSES``, see ``model.class_names``),
-            ``"shapes-simclr"`` or ``"shapes-simclr-background"`` ((B, 128) embeddings).
+            ``"shapes-simclr"`` or ``"shapes-simclr-background"`` ((B, 128) embeddings), or the
+            ViTs ``"shapes-vit-supervised"`` (logits) and ``"shapes-vit-simclr"`` ((B, 96) embeddings).
         weights: "default" loads the shipped weights (checked against their recorded sha256 and
             recipe; nothing is trained); None gives a random init.
         checkpoint: a file holding a state dict or a model file's ``{"state_dict": ...}``; takes precedence.
@@ -146,7 +148,7 @@ def load_shapes_model(
     if weights not in ("default", None):
         raise ValueError(f"weights must be 'default' or None, got {weights!r}")
     objective = RECIPES[name][0]
-    model = new_shapes_model(objective)
+    model = new_shapes_model(objective, (config or RECIPES[name][1]).architecture)
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("state_dict", state))

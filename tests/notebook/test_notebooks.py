@@ -109,6 +109,29 @@ def test_notebooks_02_to_05_run_the_vision_transformers_on_voc(tmp_path, monkeyp
     assert {"fig1_qualitative_voc.png", "fig5_metric_distributions_voc.png"} <= figures
 
 
+@pytest.mark.slow
+def test_the_series_runs_the_shapes_vits(tmp_path, monkeypatch):
+    """vit-synthetic.yaml end to end at the smoke sizes, random-init ViTs: Explorer, figures, table."""
+    monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
+    params = yaml.safe_load((PARAMS_DIR / "vit-synthetic.yaml").read_text())
+    smoke = yaml.safe_load((PARAMS_DIR / "smoke.yaml").read_text())
+    params.update({key: smoke[key] for key in ("random_init", "n_images", "n_eval", "image_size", "relax_masks", "batch_size")})
+    params.update(figures_dir=str(tmp_path / "figures"), results_dir=str(tmp_path / "results"))
+    params_file = tmp_path / "vit-synthetic.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+
+    executed = run_series(params_file, tmp_path / "runs")
+
+    assert [path.name for path in executed] == SERIES
+    walkthrough = nbformat.read(executed[0], as_version=4)
+    printed = "".join(o.get("text", "") for c in walkthrough.cells if c.cell_type == "code" for o in c.outputs)
+    assert "blocks.3 activations: (96, 4, 4)" in printed  # 64 px images: a 4x4 patch grid at the last block
+    header = next((tmp_path / "results").glob("synthetic_paper/*/summary.md")).read_text().splitlines()[0]
+    titles = ("Shapes ViT supervised Grad-CAM", "Shapes ViT supervised Attention", "Shapes ViT SimCLR RELAX", "Shapes ViT SimCLR Attention")
+    assert all(f"{title} |" in header for title in titles)
+    assert "walkthrough_explorer_synthetic.png" in {path.name for path in (tmp_path / "figures").iterdir()}
+
+
 def test_strip_outputs_clears_outputs_and_counts(tmp_path):
     cell = new_code_cell("1 + 1", execution_count=3, outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)])
     cell.metadata["papermill"] = {"duration": 1.0}

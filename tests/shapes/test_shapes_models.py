@@ -255,3 +255,21 @@ def test_shipped_simclr_encodes_the_shape_and_its_maps_find_the_object():
     cells = layer_output(encoder, "layer4", images).shape[-1]
     blocks = masks.unflatten(1, (cells, -1)).unflatten(3, (cells, -1)).any(4).any(2)
     assert scores["control"]["Pointing-Game"].mean() < blocks.float().mean() < scores["recipe"]["Pointing-Game"].mean()
+
+
+def test_the_shapes_vit_is_dinos_vit_with_a_convolutional_stem():
+    from lafam_utils.models.vit import VisionTransformer
+    from lafam_utils.shapes.network import ShapesViT, new_shapes_model
+
+    classifier, encoder = new_shapes_model("supervised", "vit"), new_shapes_model("simclr", "vit")
+    assert isinstance(classifier, ShapesViT) and isinstance(classifier, VisionTransformer)
+    assert classifier.class_names == list(SHAPE_CLASSES) and encoder.class_names is None
+    assert {"cls_token", "pos_embed", "blocks.3.norm1.weight", "norm.weight", "head.weight"} <= set(classifier.state_dict())
+    for size in ((224, 224), (64, 64), (65, 70)):  # the grid is H // 16 x W // 16 for any size, as for a patch embedding
+        x = torch.rand(2, 3, *size)
+        tokens = layer_output(encoder, "blocks.3", x)
+        assert tokens.shape == (2, 1 + (size[0] // 16) * (size[1] // 16), 96)
+        assert classifier(x).shape == (2, len(SHAPE_CLASSES)) and encoder(x).shape == (2, 96)
+    with pytest.raises(ValueError, match="architecture must be 'cnn' or 'vit'"):
+        TrainConfig(architecture="mlp")
+    assert RECIPES["shapes-vit-simclr"][1].architecture == "vit" and RECIPES["shapes-simclr"][1].architecture == "cnn"
