@@ -23,7 +23,7 @@ class LaFAMMagnitude(LaFAM):
     """
 
     name = "lafam-magnitude"
-    title = "LaFAM |A|"
+    title = "LaFAM magnitude"
 
     def from_activations(self, acts: Tensor) -> Tensor:
         return acts.float().abs().mean(dim=1)

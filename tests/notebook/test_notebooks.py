@@ -127,7 +127,7 @@ def test_the_series_runs_the_shapes_vits(tmp_path, monkeypatch):
     printed = "".join(o.get("text", "") for c in walkthrough.cells if c.cell_type == "code" for o in c.outputs)
     assert "blocks.3 activations: (96, 4, 4)" in printed  # 64 px images: a 4x4 patch grid at the last block
     header = next((tmp_path / "results").glob("synthetic_paper/*/summary.md")).read_text().splitlines()[0]
-    titles = ("Shapes ViT supervised Grad-CAM", "Shapes ViT supervised Attention", "Shapes ViT SimCLR RELAX", "Shapes ViT SimCLR Attention")
+    titles = ("Shapes ViT supervised Grad-CAM", "Shapes ViT supervised LaFAM magnitude", "Shapes ViT SimCLR RELAX", "Shapes ViT SimCLR Attention")
     assert all(f"{title} |" in header for title in titles)
     assert "walkthrough_explorer_synthetic.png" in {path.name for path in (tmp_path / "figures").iterdir()}
 
