@@ -38,7 +38,7 @@ def _batches(dataset: SyntheticShapes, batch_size: int = 50):
 
 @torch.no_grad()
 def pooled_features(model: nn.Module, dataset: SyntheticShapes) -> tuple[Tensor, Tensor]:
-    """The pooled ``layer4`` features (``model.features``) of every image, and its class ids."""
+    """The embedding before the head (``model.features``: a CNN's pooled ``layer4``, a ViT's CLS) of every image, and its class ids."""
     features, labels = zip(*((model.features(x), y) for x, _, y in _batches(dataset)))
     return torch.cat(features), torch.cat(labels)
 
