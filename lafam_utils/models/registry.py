@@ -81,9 +81,11 @@ def load_model(
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
     if embedding is not None and name not in (*BOLTS_URLS, *RELEASES):
         raise ValueError(f"embedding= applies to {', '.join((*BOLTS_URLS, *RELEASES))} only, not {name!r}")
-    from ..shapes.shipped import SHAPES_MODELS, load_shapes_model  # here: the shapes ViT imports models.vit
+    from ..shapes.training import SHAPES_MODELS  # here, not at the top: the shapes ViT imports models.vit
 
     if name in SHAPES_MODELS:
+        from ..shapes.shipped import load_shapes_model
+
         return load_shapes_model(name, weights=weights, checkpoint=checkpoint, device=device)
     if name in BOLTS_URLS:
         model = bolts_encoder(name, weights, checkpoint, embedding, trust_checkpoint, weights_dir)
