@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec, capture, find_layer, layer_name
-from ..precision import Precision
-from .base import Explainer, Upsample
+from .base import Explainer
 from .registry import register
 from .tokens import patch_grid
 
@@ -80,13 +81,10 @@ class CLSAttention(Explainer):
         model: nn.Module,
         layer: LayerSpec | None = None,
         head: int | None = None,
-        upsample: Upsample = "nearest",
-        threshold: float | None = None,
-        precision: Precision = "fp32",
-        compile: bool = False,  # noqa: A002 - the name torch uses
+        **options: Any,
     ) -> None:
         layer = last_attention(model) if layer is None else layer
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
+        super().__init__(model, layer, **options)
         if head is not None and (isinstance(head, bool) or not isinstance(head, int) or head < 0):
             raise ValueError(f"head must be None (the mean over heads) or a head's index, got {head!r}")
         self.probe = probabilities_probe(model, layer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -13,7 +14,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec, find_layer, layer_output
-from ..precision import Precision, Resolved, check_precision, forward_context, memory_format, resolve_precision
+from ..precision import (
+    Precision,
+    Resolved,
+    check_precision,
+    forward_context,
+    memory_format,
+    resolve_precision,
+)
 from ..progress import report_line
 from .default_layers import AUTO, default_layer
 from .tokens import patch_grid
@@ -84,12 +92,17 @@ def feature_map(acts: Tensor, model: nn.Module, layer: LayerSpec, size: tuple[in
 
 
 def minmax_normalize(maps: Tensor) -> Tensor:
-    """Rescale each map of a (B, h, w) batch to [0, 1]; a constant map becomes all zeros."""
+    """Rescale each map of a (B, h, w) batch to [0, 1]; a constant map becomes all zeros.
+
+    Each value is divided by its map's span (not multiplied by the span's reciprocal), so the
+    maximum is exactly 1 and the minimum exactly 0 on every machine. A map holding NaN stays NaN.
+    """
     flat = maps.flatten(1)
-    low = flat.min(dim=1).values
-    span = flat.max(dim=1).values - low
-    scale = torch.where(span > 0, 1.0 / span.clamp_min(torch.finfo(span.dtype).tiny), 0.0)
-    return ((flat - low[:, None]) * scale[:, None]).view_as(maps)
+    low = flat.min(dim=1, keepdim=True).values
+    span = flat.max(dim=1, keepdim=True).values - low
+    constant = span == 0
+    scaled = (flat - low) / torch.where(constant, 1.0, span)
+    return scaled.masked_fill(constant, 0.0).view_as(maps)
 
 
 def upsample_maps(maps: Tensor, size: tuple[int, int], mode: Upsample) -> Tensor:
@@ -150,6 +163,31 @@ def compiled_forward(model: nn.Module, precision: Resolved) -> CompiledForward:
     return per_model[precision]
 
 
+def constructor_signature(cls: type) -> inspect.Signature:
+    """The constructor signature of an ``Explainer`` subclass, with the options it passes through.
+
+    A subclass that adds options declares only those and ends its ``__init__`` with ``**options``,
+    handed unchanged to its parent; its signature is then its own parameters followed by the
+    parent's (keyword-only), so ``inspect.signature``, ``accepted_options`` and the run identity
+    see every option. A constructor without ``**options`` is its own whole signature.
+    """
+    definer, parent = [base for base in cls.__mro__ if "__init__" in vars(base)][:2]
+    if definer is not cls:  # the constructor is inherited, and so is its signature
+        return inspect.signature(definer)
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
+    if not parameters or parameters[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        return inspect.Signature(parameters)
+    own = parameters[:-1]
+    names = {parameter.name for parameter in own}
+    inherited = list(inspect.signature(parent).parameters.values())[1:]  # without the model
+    passed = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for parameter in inherited
+        if parameter.name not in names and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    return inspect.Signature([*own, *passed])
+
+
 class Explainer(ABC):
     """Base of all explainers: ``explainer(x)`` maps (B, 3, H, W) images to (B, H, W) maps in [0, 1].
 
@@ -202,6 +240,10 @@ class Explainer(ABC):
     needs_layer: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = False
     report_compile: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = constructor_signature(cls)
 
     def __init__(
         self,

@@ -3,13 +3,14 @@ activations into concepts, each with a map of where it occurs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec
-from ..precision import Precision
+from .base import ActivationExplainer, minmax_normalize, upsample_maps
 from .default_layers import AUTO
-from .base import ActivationExplainer, Upsample, minmax_normalize, upsample_maps
 from .registry import register
 
 
@@ -158,12 +159,9 @@ class DFF(ActivationExplainer):
         seed: int = 0,
         max_iter: int = 200,
         tol: float = 1e-4,
-        upsample: Upsample = "nearest",
-        threshold: float | None = None,
-        precision: Precision = "fp32",
-        compile: bool = False,  # noqa: A002 - the name torch uses
+        **options: Any,
     ) -> None:
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
+        super().__init__(model, layer, **options)
         if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
             raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
         self.n_components, self.joint, self.seed, self.max_iter, self.tol = n_components, joint, seed, max_iter, tol

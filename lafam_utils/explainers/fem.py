@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec
-from ..precision import Precision
+from .base import ActivationExplainer
 from .default_layers import AUTO
-from .base import ActivationExplainer, Upsample
 from .registry import register
 
 
@@ -42,12 +43,9 @@ class FEM(ActivationExplainer):
         model: nn.Module,
         layer: LayerSpec | None = AUTO,
         k_sigma: float = 2.0,
-        upsample: Upsample = "nearest",
-        threshold: float | None = None,
-        precision: Precision = "fp32",
-        compile: bool = False,  # noqa: A002 - the name torch uses
+        **options: Any,
     ) -> None:
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
+        super().__init__(model, layer, **options)
         self.k_sigma = k_sigma
 
     def from_activations(self, acts: Tensor) -> Tensor:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec
-from ..precision import Precision
+from .base import ActivationExplainer
 from .default_layers import AUTO
-from .base import ActivationExplainer, Upsample
 from .eigencam import follow_channel_mean
 from .registry import register
 
@@ -103,12 +104,9 @@ class KPCACAM(ActivationExplainer):
         gamma: float | None = None,
         coef0: float = 1.0,
         degree: int = 3,
-        upsample: Upsample = "nearest",
-        threshold: float | None = None,
-        precision: Precision = "fp32",
-        compile: bool = False,  # noqa: A002 - the name torch uses
+        **options: Any,
     ) -> None:
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
+        super().__init__(model, layer, **options)
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.kernel, self.gamma, self.coef0, self.degree = kernel, gamma, coef0, degree

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec
-from ..precision import Precision
+from .base import Explainer
 from .default_layers import AUTO
-from .base import Explainer, Upsample
 from .registry import register
 
 PRIME = 2**31 - 1
@@ -83,12 +84,9 @@ class RandomCAM(Explainer):
         model: nn.Module,
         layer: LayerSpec | None = AUTO,
         seed: int = 0,
-        upsample: Upsample = "nearest",
-        threshold: float | None = None,
-        precision: Precision = "fp32",
-        compile: bool = False,  # noqa: A002 - the name torch uses
+        **options: Any,
     ) -> None:
-        super().__init__(model, layer=layer, upsample=upsample, threshold=threshold, precision=precision, compile=compile)
+        super().__init__(model, layer, **options)
         self.seed = seed
 
     def layer_maps(self, x: Tensor) -> Tensor:

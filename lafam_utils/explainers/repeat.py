@@ -3,15 +3,13 @@ Bernoulli variable "important or not", whose probability is the map and whose va
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..precision import Precision
-from .base import Upsample
 from .registry import register
-from .relax import RELAX, Variant, check_positive_int
+from .relax import RELAX, check_positive_int
 
 OFFICIAL_MASKS = 1000  # the official notebook's RELAX per repeat: 10 batches of 100 masks
 
@@ -74,23 +72,9 @@ class REPEAT(RELAX):
         encoder: nn.Module,
         n_repeats: int = 10,
         n_masks: int = OFFICIAL_MASKS,
-        cells: int = 7,
-        p: float = 0.5,
-        batch_size: int | None = None,
-        seed: int = 0,
-        progress: bool = False,
-        variant: Variant = "paper",
-        upsample: Upsample = "nearest",
-        threshold: float | None = None,
-        precision: Precision = "fp32",
-        on_progress: Callable[[int, int], None] | None = None,
-        compile: bool = False,  # noqa: A002 - the name torch uses
+        **options: Any,
     ) -> None:
-        super().__init__(
-            encoder, n_masks=n_masks, cells=cells, p=p, batch_size=batch_size, seed=seed, progress=progress,
-            variant=variant, upsample=upsample, threshold=threshold, precision=precision, on_progress=on_progress,
-            compile=compile,
-        )
+        super().__init__(encoder, n_masks=n_masks, **options)
         check_positive_int("n_repeats", n_repeats)
         self.n_repeats = n_repeats
         self.repeat_importance: Tensor | None = None

@@ -97,3 +97,39 @@ def test_accepted_options_keeps_what_a_constructor_takes():
     assert accepted_options("lafam", settings) == {}
     with pytest.raises(ValueError, match="unknown explainer"):
         accepted_options("nope", settings)
+
+
+def test_options_passed_through_appear_in_the_signature_and_the_identity():
+    import inspect
+
+    from lafam_utils.evaluation.run_store import factory_settings
+
+    parameters = inspect.signature(lu.explainers.REPEAT).parameters
+    assert list(parameters)[:3] == ["encoder", "n_repeats", "n_masks"]
+    assert {"cells", "seed", "variant", "upsample", "precision", "compile"} <= set(parameters)
+    assert accepted_options_of("fem", {"k_sigma": 1.0, "upsample": None, "seed": 1}) == {"k_sigma": 1.0, "upsample": None}
+    model = tiny_classifier()
+    built = lu.explainer("fem", model, layer="layer4", upsample="bilinear")
+    assert built.upsample == "bilinear" and built.k_sigma == 2.0
+    settings = factory_settings(type(built), {"upsample": "bilinear"}, built)["kwargs"]
+    assert settings["upsample"] == "bilinear" and settings["k_sigma"] == 2.0 and settings["precision"] == "fp32"
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        lu.explainer("fem", model, layer="layer4", n_masks=3)
+
+
+def accepted_options_of(name, options):
+    from lafam_utils.explainers import accepted_options
+
+    return accepted_options(name, options)
+
+
+def test_minmax_is_exact_at_both_ends_and_keeps_nan():
+    from lafam_utils.explainers import minmax_normalize
+
+    generator = torch.Generator().manual_seed(0)
+    maps = (torch.rand(64, 7, 9, generator=generator) - 3.7) * torch.logspace(-30, 30, 64)[:, None, None]
+    normalised = minmax_normalize(maps).flatten(1)
+    assert (normalised.amax(dim=1) == 1).all() and (normalised.amin(dim=1) == 0).all()
+    constant_and_nan = torch.stack([torch.full((3, 3), 2.5), torch.full((3, 3), float("nan"))])
+    result = minmax_normalize(constant_and_nan)
+    assert (result[0] == 0).all() and result[1].isnan().all()
