@@ -37,9 +37,10 @@ def site_path(repo_path: str, files: Files) -> str | None:
     """The site's file for a repository path, or None where the site has no copy of it."""
     if repo_path in ("README.md", "docs", "docs/README.md"):
         return "index.md"
+    candidates = [repo_path, f"{repo_path}/index.md"]
     if repo_path.startswith("docs/"):
-        return repo_path.removeprefix("docs/")
-    return repo_path if files.get_file_from_path(repo_path) is not None else None
+        candidates = [path.removeprefix("docs/") for path in candidates]
+    return next((path for path in candidates if files.get_file_from_path(path) is not None), None)
 
 
 def rewrite_links(markdown: str, page_dir: str, src_uri: str, files: Files, repo_url: str | None) -> str:
