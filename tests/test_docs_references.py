@@ -1,4 +1,5 @@
-"""Every reference in README.md and the docs/ pages points at something that exists.
+"""Every reference in README.md and the docs/ pages points at something that exists, and the pages
+read as a reference: short paragraphs, tables that fit a page, no history (that is CHANGELOG.md).
 
 The pages are read as Markdown: link targets (a file, a folder, a heading anchor), and the code
 spans and fenced blocks, where a reference is a repository path, a module or attribute
@@ -60,6 +61,9 @@ EXPLAINER_CALL = re.compile(r"\b(?:explainer|explainer_class|method_title)\(\s*[
 METHODS_LIST = re.compile(r"\bmethods\s*[:=]\s*\[([^\]]*)\]")
 PAIR = re.compile(r"\(\s*\"([\w-]+)\"\s*,\s*\"([\w-]+)\"\s*\)")
 DEFINED_METHOD = re.compile(r"^\s*name\s*=\s*\"([\w-]+)\"", re.M)
+MAX_PARAGRAPH_WORDS = 120
+MAX_TABLE_ROW = 200  # characters of a table row as it reads (link targets left out)
+HISTORY = re.compile(r"previous release|previously|earlier version|\b20\d\d-\d\d-\d\d\b", re.I)
 HYPHENATED = re.compile(r"(?<![\w./-])[a-z0-9]+(?:-(?:[a-z0-9]+|\{[a-z0-9,]+\}))+(?![\w/.-])")
 
 
@@ -360,6 +364,42 @@ def test_every_reference_of_the_page_exists(page):
     assert not stale, f"{len(stale)} stale reference(s):\n" + "\n".join(map(str, stale))
 
 
+def diary_findings(page: Path, name: str | None = None) -> list[Stale]:
+    """Paragraphs (and list items) over ``MAX_PARAGRAPH_WORDS``, wider tables, and history."""
+    name = name or relative(page)
+    text = page.read_text()
+    prose = FENCE.sub(lambda fence: re.sub(r"[^\n]", " ", fence.group()), text)  # offsets kept
+    found = []
+    for block in re.finditer(r"(?:[^\n]+\n?)+", prose):
+        line = line_at(text, block.start())
+        if block.group().startswith(("|", "    ", "\t", "#")):
+            for offset, row in enumerate(block.group().splitlines()):
+                width = len(re.sub(r"\]\([^)]*\)", "]", row))
+                if row.startswith("|") and width > MAX_TABLE_ROW:
+                    found.append(Stale(name, line + offset, row[:40], f"a table row of {width} characters"))
+            continue
+        for item in re.finditer(r"(?:^|\n)(?=[-*] |\d+\. )|\A", block.group()):
+            rest = block.group()[item.end() :]
+            words = len(re.sub(r"^(?:[-*]|\d+\.) ", "", re.split(r"\n(?=[-*] |\d+\. )", rest)[0]).split())
+            if words > MAX_PARAGRAPH_WORDS:
+                start = line + block.group().count("\n", 0, item.end())
+                found.append(Stale(name, start, rest[:40], f"a paragraph of {words} words"))
+    for match in HISTORY.finditer(prose):
+        found.append(Stale(name, line_at(text, match.start()), match.group(), "history: CHANGELOG.md"))
+    return found
+
+
+@pytest.mark.parametrize("page", pages(), ids=relative)
+def test_the_page_is_a_reference_not_a_diary(page):
+    found = diary_findings(page)
+    if relative(page) in PAGES_BEING_REWRITTEN:
+        if found:
+            report = "\n".join(map(str, found))
+            warnings.warn(f"{len(found)} diary finding(s) in a page being rewritten:\n{report}", stacklevel=1)
+        return
+    assert not found, f"{len(found)} finding(s):\n" + "\n".join(map(str, found))
+
+
 def test_the_pages_being_rewritten_and_the_readers_files_are_real_pages():
     names = {relative(page) for page in pages()}
     assert set(PAGES_BEING_REWRITTEN) <= names
@@ -430,3 +470,16 @@ def test_the_check_accepts_sound_references(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(SOUND)
     assert stale_references(page, "docs/page.md", folder=REPO_ROOT / "docs") == []
+
+
+def test_the_diary_check_finds_long_paragraphs_wide_tables_and_history(tmp_path):
+    page = tmp_path / "page.md"
+    long_item = "- " + "word " * 121
+    short_item = "- " + "word " * 120
+    row = "| " + "x" * 200 + " |"
+    code = "```\n" + "code " * 200 + "\n```"
+    page.write_text(f"# A page\n\n{long_item}\n{short_item}\n\n{row}\n\n{code}\n\nAs the previous release did.\n")
+    found = {(stale.line, stale.reason) for stale in diary_findings(page, "page.md")}
+    assert found == {
+        (3, "a paragraph of 121 words"), (6, "a table row of 204 characters"), (12, "history: CHANGELOG.md"),
+    }
