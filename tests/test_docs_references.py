@@ -150,13 +150,10 @@ def tracked_top_level() -> frozenset[str]:
 
 
 @cache
-def ignored(paths: tuple[str, ...]) -> frozenset[str]:
-    """The paths that .gitignore leaves out (generated outputs, the datasets under data/)."""
-    done = subprocess.run(
-        ["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_ROOT, input="\n".join(paths),
-        capture_output=True, text=True,
-    )
-    return frozenset(done.stdout.splitlines())
+def ignored(path: str) -> bool:
+    """Whether .gitignore leaves ``path`` out (generated outputs, the datasets under data/)."""
+    done = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO_ROOT, check=False)
+    return done.returncode == 0
 
 
 @cache
@@ -232,9 +229,9 @@ def path_problem(path: str) -> str | None:
         path = PLACEHOLDER.split(path)[0].rsplit("/", 1)[0]
     if not path or path.split("/")[0] not in tracked_top_level() or path in READERS_OWN_FILES:
         return None
-    if path in ignored((path,)) or any(path == out or path.startswith(f"{out}/") for out in output_folders()):
+    if (REPO_ROOT / path).exists() or any(path == out or path.startswith(f"{out}/") for out in output_folders()):
         return None
-    return None if (REPO_ROOT / path).exists() else "no such file or folder in the repository"
+    return None if ignored(path) else "no such file or folder in the repository"
 
 
 def link_problems(target: str, page: Path, folder: Path) -> Iterator[str]:
