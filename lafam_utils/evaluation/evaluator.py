@@ -478,7 +478,8 @@ def evaluate(
         explainers: explainer factories by method name (else ``lu.explainer``).
         explainer_kwargs: keyword arguments of each method's explainer.
         metric_fn: replaces ``lu.metrics.compute``.
-        k, backend: given to the metrics.
+        k: the Top-K Intersection's k, given to the metrics.
+        backend: the metrics' backend (``"torch"`` or ``"quantus"``), given to the metrics.
         dataset_name: the ``dataset`` column (None: ``dataset.name``, else its class name).
         csv: also write ``results.csv``.
         progress: show progress bars.

@@ -137,11 +137,14 @@ class DFF(ActivationExplainer):
     here (scikit-learn warns).
 
     Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        model: the network to explain.
+        layer: the layer whose activations are read (``"auto"``: the model's default layer).
         n_components: the number of concepts k.
         joint: factorise the batch's activations together.
         seed: the seed of the factorisation's start (``random_factors``).
-        max_iter, tol: the factorisation's stopping rule (``nmf``).
+        max_iter: the factorisation's largest number of iterations (``nmf``).
+        tol: the factorisation's tolerance (``nmf``).
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
 
     Raises:
         ValueError: ``n_components`` is not a positive integer.

@@ -35,8 +35,7 @@ class EigenCAM(ActivationExplainer):
     (h*w, C) matrices, with the same maps (1e-4) at a tenth of the time on a CPU. The small
     eigenproblems are solved on the CPU also for CUDA activations (``top_eigenpair``).
 
-    Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+    The arguments are ``Explainer``'s.
     """
 
     name = "eigencam"

@@ -31,8 +31,10 @@ class FEM(ActivationExplainer):
     ``sqrt(n - 1)``): such layers give zero maps on both sides.
 
     Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        model: the network to explain.
+        layer: the layer whose activations are read (``"auto"``: the model's default layer).
         k_sigma: the threshold's multiple of the standard deviation.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
     """
 
     name = "fem"

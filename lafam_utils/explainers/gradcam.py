@@ -110,7 +110,8 @@ class GradCAM(Explainer):
 
     Args:
         model: a classifier returning (B, n_classes) scores; ``class_names`` for named targets.
-        layer, upsample, threshold, precision, compile: as for ``Explainer``.
+
+    The other arguments are ``Explainer``'s.
     """
 
     name = "gradcam"

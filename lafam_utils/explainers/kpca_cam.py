@@ -84,10 +84,13 @@ class KPCACAM(ActivationExplainer):
     start, converged to its tolerance), not compared here.
 
     Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        model: the network to explain.
+        layer: the layer whose activations are read (``"auto"``: the model's default layer).
         kernel: one of ``KERNELS`` (see ``kernel_matrix``).
         gamma: the kernel's gamma (None: ``1/C``).
-        coef0, degree: the kernel's other parameters, as scikit-learn names them.
+        coef0: the kernel's ``coef0``, as scikit-learn names it.
+        degree: the polynomial kernel's degree, as scikit-learn names it.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
 
     Raises:
         ValueError: ``kernel`` is not one of ``KERNELS``.

@@ -71,8 +71,11 @@ class RELAX(Explainer):
         seed: the seed of the masks.
         progress: show a progress bar and the compile time.
         variant: ``"paper"`` or ``"original"``.
-        upsample, threshold, precision, compile: as for ``Explainer``.
+        upsample: the maps' upsampling, as for ``Explainer``.
+        threshold: the maps' threshold, as for ``Explainer``.
+        precision: the forwards' precision, as for ``Explainer``.
         on_progress: called as ``on_progress(done, total)`` after each forward.
+        compile: compile the encoder's forward, as for ``Explainer``.
 
     Raises:
         ValueError: ``variant`` is unknown, ``n_masks``, ``cells`` or ``batch_size`` is not a

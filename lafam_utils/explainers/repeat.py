@@ -56,9 +56,11 @@ class REPEAT(RELAX):
     ``on_progress(done, total)`` counts the masked images of all repeats.
 
     Args:
-        encoder, n_masks, cells, p, batch_size, seed, progress, variant, upsample, threshold,
-            precision, on_progress, compile: as for ``RELAX`` (``n_masks`` per repeat).
+        encoder: the network to explain, as for ``RELAX``.
         n_repeats: the number of RELAX runs.
+        n_masks: masks per repeat.
+        **options: ``RELAX``'s other arguments (``cells``, ``p``, ``batch_size``, ``seed``, ``progress``,
+            ``variant``, ``upsample``, ``threshold``, ``precision``, ``on_progress``, ``compile``).
 
     Raises:
         ValueError: an argument is invalid for ``RELAX``, or ``n_repeats`` is not a positive integer.
