@@ -169,5 +169,10 @@ class GradCAM(Explainer):
         if acts.ndim == 3:
             check_patch_gradients(grads, self.model, self.layer)
             grads = patch_grid(grads, self.model, self.layer, size)
-        weights = grads.float().mean(dim=(2, 3))
-        return torch.einsum("bc,bchw->bhw", weights, grid.float()).relu()
+        return self.weigh(grads.float(), grid.float())
+
+    def weigh(self, grads: Tensor, acts: Tensor) -> Tensor:
+        """Raw (B, h, w) maps from the layer's (B, C, h, w) gradient and activations, in float32:
+        ``ReLU(sum_k w_k A^k)`` with ``w_k`` the gradient's spatial mean."""
+        weights = grads.mean(dim=(2, 3))
+        return torch.einsum("bc,bchw->bhw", weights, acts).relu()
