@@ -177,6 +177,7 @@ class ZennitExplainer(Explainer):
 
         Raises:
             RuntimeError: ``to_layer`` is not reached before the relevance starts (it is not an earlier layer).
+            ValueError: ``to_layer``'s output is no (B, C, h, w) feature map.
         """
         model = copy.deepcopy(self.model)  # zennit's canonizers and hooks act on a private copy
         composite = self.build_composite(model, x.device)
@@ -194,6 +195,11 @@ class ZennitExplainer(Explainer):
                     )
                 bottom = rec.outputs[self.to_layer]
             (propagated,) = torch.autograd.grad(start, bottom, grad_outputs=relevance.to(start.dtype))
+        if propagated.ndim != 4:
+            raise ValueError(
+                f"to_layer {self.to_layer!r} gives output of shape {tuple(propagated.shape)}; expected a (B, C, h, w) "
+                "feature map of a convolutional layer"
+            )
         return propagated.detach().float()
 
     def start_name(self) -> str:
