@@ -165,7 +165,7 @@ class GradCAM(Explainer):
         with torch.enable_grad():  # also inside a caller's no_grad
             score = logits.gather(1, self.targets[:, None]).sum()  # images are independent: one backward
         with tf32_context(self.resolved_precision(acts.device)):
-            (grads,) = torch.autograd.grad(score, acts)
+            (grads,) = torch.autograd.grad(score, acts, retain_graph=True)  # a LayerCAM may share the graph
         if acts.ndim == 3:
             check_patch_gradients(grads, self.model, self.layer)
             grads = patch_grid(grads, self.model, self.layer, size)

@@ -59,9 +59,9 @@ class LaFAMFused(Explainer):
 
     def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, **options: Any) -> None:
         super().__init__(model, None, **options)
-        layers = default_fused_layers(model) if layers is None else list(layers)
-        if isinstance(layers, str) or len(layers) < 2:
+        if isinstance(layers, str) or (layers is not None and len(layers) < 2):
             raise ValueError(f"layers must name at least two layers to fuse, got {layers!r}")
+        layers = default_fused_layers(model) if layers is None else list(layers)
         self.layers = [layer_name(model, layer) for layer in layers]
 
     def layer_maps(self, x: Tensor) -> Tensor:
