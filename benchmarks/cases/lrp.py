@@ -1,6 +1,6 @@
 """Case 13: LaFAM-LRP against LaFAM, Grad-CAM and LayerCAM on the same batch.
 
-LaFAM-LRP (zennit's ``EpsilonPlusFlat``, relevance from ``layer4`` to the pixels) on a random-init
+LaFAM-LRP (zennit's ``EpsilonGammaBox``, its default; relevance from ``layer4`` to the pixels) on a random-init
 ResNet50 and on the shipped ``shapes-supervised`` CNN. The target: at most the cost of Grad-CAM
 (one forward pass, one backward pass through the layers after ``layer4``) plus 20 %. Grad-CAM and
 LayerCAM get explicit target classes, so neither pays for a forward to find the predicted class.
@@ -42,8 +42,8 @@ def cases(settings: Settings) -> list[Case]:
         Comparison("LayerCAM", "Grad-CAM", "LayerCAM / Grad-CAM"),
     ]
     note = (
-        "zennit's rules re-run each layer's forward with modified weights inside the backward pass (z+: two "
-        "forwards and two input gradients per convolution, on top of the ordinary forward and backward), and "
+        "zennit's rules re-run each layer's forward with modified weights inside the backward pass (gamma and z+: "
+        "two forwards and two input gradients per convolution, on top of the ordinary forward and backward), and "
         "Grad-CAM back-propagates only through the layers after layer4"
     )
     return [

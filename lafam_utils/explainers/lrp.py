@@ -109,9 +109,10 @@ class ZennitExplainer(Explainer):
 
     Args:
         model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
-        composite: zennit's composite by name (``COMPOSITES``): ``"EpsilonPlusFlat"`` (default: z+ on the
-            convolutions, epsilon on linear layers, the flat rule on the first layer) or ``"EpsilonGammaBox"``
-            (gamma on the convolutions, the ZBox rule on the first layer), ...
+        composite: zennit's composite by name (``COMPOSITES``): ``"EpsilonGammaBox"`` (default: gamma on the
+            convolutions, epsilon on linear layers, the ZBox rule on the first layer; chosen over
+            ``"EpsilonPlusFlat"``, z+ on the convolutions and the flat rule on the first layer, on a selection
+            split by ``benchmarks/high_resolution.py``), ...
         composite_options: keyword arguments of the composite (e.g. ``{"epsilon": 1e-9}``, ``{"gamma": 0.5}``);
             ``EpsilonGammaBox``'s ``low`` and ``high`` default to ``imagenet_box``.
         canonizer: ``"auto"``, ``"resnet"``, ``"merge-batchnorm"`` or None (``canonizers_for``).
@@ -128,7 +129,7 @@ class ZennitExplainer(Explainer):
         self,
         model: nn.Module,
         layer: LayerSpec | None = AUTO,
-        composite: str = "EpsilonPlusFlat",
+        composite: str = "EpsilonGammaBox",
         composite_options: Mapping[str, Any] | None = None,
         canonizer: str | None = "auto",
         to_layer: str | None = None,

@@ -124,11 +124,12 @@ def test_equals_zennits_attributor_on_the_truncated_network(composite, rules):
 def test_resnet_bottlenecks_get_zennits_resnet_canonizer_and_pixel_maps():
     model, x = tiny_resnet(), pixels(size=48)
     explainer = lu.explainer("lafam-lrp", model)
-    with Gradient(trunk(model, "layer4"), EpsilonPlusFlat(canonizers=[ResNetCanonizer()])) as attributor:
+    low, high = imagenet_box(x.device)
+    with Gradient(trunk(model, "layer4"), EpsilonGammaBox(low, high, canonizers=[ResNetCanonizer()])) as attributor:
         _, expected = attributor(x, attr_output=lambda output: output / output.shape[1])
     relevance = explainer.relevance(x)
     torch.testing.assert_close(relevance, expected, rtol=1e-4, atol=1e-6)
-    # random init: merged batch norms have zero biases, the residual sums and max-pooling conserve relevance
+    # random init: merged batch norms have zero biases; gamma, ZBox, the residual sums and max-pooling conserve relevance
     torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), layer_total(model, "layer4", x), rtol=1e-3, atol=0)
     maps = explainer(x)
     assert maps.shape == (2, 48, 48) and maps.dtype == torch.float32
@@ -214,7 +215,7 @@ def test_to_layer_gives_a_map_at_that_layers_resolution():
 
 def test_lrp_of_the_class_score_equals_zennits_attributor():
     model, x = tiny_shapes_net(), pixels()
-    explainer = lu.explainer("lrp", model, sign="signed", upsample=None)
+    explainer = lu.explainer("lrp", model, composite="EpsilonPlusFlat", sign="signed", upsample=None)
     targets = torch.tensor([3, 1])
     with Gradient(model, EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])) as attributor:
         _, expected = attributor(x, attr_output=torch.eye(4)[targets])
