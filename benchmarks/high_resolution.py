@@ -1,6 +1,6 @@
 """Does LRP redistribution fix LaFAM's resolution? LaFAM-LRP against LaFAM and its baselines on exact masks.
 
-    OMP_NUM_THREADS=1 python benchmarks/high_resolution.py                  # writes benchmarks/results/high_resolution.md
+    OMP_NUM_THREADS=1 python benchmarks/high_resolution.py    # writes benchmarks/results/high_resolution.md
     OMP_NUM_THREADS=1 python benchmarks/high_resolution.py --n-select 16 --n-report 32   # a quick look
 
 Selection split: the demo's images (``SyntheticShapes(split="single", seed=0)``, ``--n-select``), on
@@ -37,7 +37,7 @@ from lafam_utils.report.summary import to_markdown  # noqa: E402
 
 MODELS = ("shapes-supervised", "shapes-simclr")
 CONTROL = "shapes-supervised-random-init"
-"""``shapes-supervised``'s architecture with random weights (torch seed 0): how far an untrained network's maps localise."""
+"""``shapes-supervised``'s architecture, random weights (torch seed 0): how far an untrained network's maps localise."""
 SELECT_SEED, REPORT_SEED = 0, 3
 COMPOSITES = ("EpsilonPlusFlat", "EpsilonGammaBox")
 LABEL_FREE = ("lafam", "lafam-bilinear", "lafam-fused", "lafam-lrp")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -226,7 +226,8 @@ def refuse_transformers(model: nn.Module, method: str) -> None:
     if block_names(model):
         raise ValueError(
             f"{method} propagates relevance with zennit's LRP rules, which cover convolutional networks only: zennit "
-            f"has no rules for attention or LayerNorm, so {type(model).__name__} (a Vision Transformer) is not supported"
+            f"has no rules for attention or LayerNorm, so {type(model).__name__} (a Vision Transformer) is not "
+            "supported"
         )
 
 
@@ -255,7 +256,8 @@ class LaFAMLRP(ZennitExplainer):
             raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass of {type(model).__name__}")
         acts = rec.outputs[name]
         if acts.ndim != 4:
-            raise ValueError(f"layer {self.layer!r} gives output of shape {tuple(acts.shape)}; expected a (B, C, h, w) map")
+            shape = tuple(acts.shape)
+            raise ValueError(f"layer {self.layer!r} gives output of shape {shape}; expected a (B, C, h, w) map")
         return acts, acts.detach().float() / acts.shape[1]
 
 
@@ -276,7 +278,8 @@ class LRP(ZennitExplainer):
         composite, composite_options, canonizer, to_layer, sign, **options: as for ``ZennitExplainer``.
 
     Raises:
-        ValueError: ``layer`` is given, ``model`` has no ``class_names`` (it is no classifier), or as for ``ZennitExplainer``.
+        ValueError: ``layer`` is given, ``model`` has no ``class_names`` (it is no classifier), or as for
+            ``ZennitExplainer``.
     """
 
     name = "lrp"
@@ -310,7 +313,7 @@ class LRP(ZennitExplainer):
         return logits, one_hot
 
 
-__all__: Sequence[str] = [
+__all__ = [
     "CANONIZERS",
     "COMPOSITES",
     "LRP",

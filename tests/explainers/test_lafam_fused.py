@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_vits import tiny_dino
 
 import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize
 from lafam_utils.shapes.network import ShapesNet
-
-from tiny_vits import tiny_dino
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from tiny_vits import tiny_dino
 from torch import nn
 from zennit.attribution import Gradient
 from zennit.canonizers import SequentialMergeBatchNorm
@@ -15,8 +16,6 @@ import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize
 from lafam_utils.explainers.lrp import imagenet_box
 from lafam_utils.shapes.network import ShapesNet
-
-from tiny_vits import tiny_dino
 
 
 def conv_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -108,7 +107,9 @@ def test_biases_absorb_relevance_so_batch_norm_networks_do_not_conserve_it():
     assert not torch.allclose(relevance.sum(dim=(1, 2, 3)), layer_total(model, "layer4", x), rtol=1e-2)
 
 
-@pytest.mark.parametrize(("composite", "rules"), [("EpsilonPlusFlat", EpsilonPlusFlat), ("EpsilonGammaBox", EpsilonGammaBox)])
+@pytest.mark.parametrize(
+    ("composite", "rules"), [("EpsilonPlusFlat", EpsilonPlusFlat), ("EpsilonGammaBox", EpsilonGammaBox)]
+)
 def test_equals_zennits_attributor_on_the_truncated_network(composite, rules):
     model, x = tiny_shapes_net(), pixels()
     explainer = lu.explainer("lafam-lrp", model, composite=composite, upsample=None, sign="signed")
@@ -129,7 +130,7 @@ def test_resnet_bottlenecks_get_zennits_resnet_canonizer_and_pixel_maps():
         _, expected = attributor(x, attr_output=lambda output: output / output.shape[1])
     relevance = explainer.relevance(x)
     torch.testing.assert_close(relevance, expected, rtol=1e-4, atol=1e-6)
-    # random init: merged batch norms have zero biases; gamma, ZBox, the residual sums and max-pooling conserve relevance
+    # random init: merged batch norms have zero biases; gamma, ZBox, residual sums and max-pooling conserve relevance
     torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), layer_total(model, "layer4", x), rtol=1e-3, atol=0)
     maps = explainer(x)
     assert maps.shape == (2, 48, 48) and maps.dtype == torch.float32
