@@ -247,3 +247,10 @@ def test_bad_settings_and_models_say_what_was_expected():
         lu.explainer("lrp", cnn, layer="layer4")
     with pytest.raises(TypeError, match="float32"):
         lu.explainer("lafam-lrp", cnn)(pixels().double())
+
+
+def test_bf16_forward_and_propagation_stay_near_fp32():
+    model, x = tiny_shapes_net(), pixels()
+    fp32 = lu.explainer("lafam-lrp", model)(x)
+    bf16 = lu.explainer("lafam-lrp", model, precision="bf16")(x)
+    assert bf16.dtype == torch.float32 and 0 < (bf16 - fp32).abs().max() < 0.1
