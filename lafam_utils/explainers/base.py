@@ -50,6 +50,16 @@ def check_images(x: Any) -> None:
         raise ValueError("expected at least one image, got an empty batch")
 
 
+def check_choice(name: str, value: object, choices: tuple) -> None:
+    """Raise a clear error unless ``value`` (the option ``name``) is one of ``choices``.
+
+    Raises:
+        ValueError: ``value`` is not one of ``choices``.
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
 def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
     """Raise a clear error unless a layer's output is a (B, C, h, w) feature map larger than 1x1.
 
