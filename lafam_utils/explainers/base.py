@@ -235,9 +235,10 @@ class Explainer(ABC):
     Class attributes: ``name`` (the registry key, ``lu.explainer(name, model)``), ``title`` (the
     display name in tables and figures), ``needs_labels`` (explains a class score: the model must
     return class logits, and ``__call__`` takes ``target``; a model that declares no classes,
-    ``class_names`` None as the package's encoders, is refused: see ``declares_no_classes``), ``needs_layer`` (False for methods
-    that treat the model as a black box, like RELAX) and ``uses_gradients`` (the method reads the
-    layer's gradient, which decides its ``"auto"`` layer on a ViT).
+    ``class_names`` None as the package's encoders, is refused: see ``declares_no_classes``),
+    ``needs_layer`` (False for methods that treat the model as a black box, like RELAX) and
+    ``uses_gradients`` (the method reads the layer's gradient, which decides its ``"auto"`` layer
+    on a ViT).
 
     Args:
         model: the network to explain.

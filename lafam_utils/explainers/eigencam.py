@@ -62,7 +62,9 @@ class EigenCAM(ActivationExplainer):
     name = "eigencam"
     title = "EigenCAM"
 
-    def __init__(self, model: nn.Module, layer: LayerSpec | None = AUTO, sign: Sign = "channel-mean", **options: Any) -> None:
+    def __init__(
+        self, model: nn.Module, layer: LayerSpec | None = AUTO, sign: Sign = "channel-mean", **options: Any
+    ) -> None:
         super().__init__(model, layer, **options)
         check_choice("sign", sign, EIGENCAM_SIGNS)
         self.sign = sign
