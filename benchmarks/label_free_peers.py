@@ -128,7 +128,8 @@ def relax_agreement(encoder: torch.nn.Module, x: torch.Tensor, n_masks: int) -> 
             reference.forward()
         importance = max(importance, float((relax.importance[i] - reference.importance).abs().max()))
         scaled = relax.uncertainty[i] * reference.sum_of_weights
-        uncertainty = max(uncertainty, float(((scaled - reference.uncertainty).abs() / reference.uncertainty.max()).max()))
+        relative = (scaled - reference.uncertainty).abs() / reference.uncertainty.max()
+        uncertainty = max(uncertainty, float(relative.max()))
     return {"importance": importance, "uncertainty (relative to its maximum)": uncertainty}
 
 
@@ -143,11 +144,12 @@ def dff_stability(model: torch.nn.Module, acts: torch.Tensor, variant: str, star
 
 def orientation_disagreement(model: torch.nn.Module, acts: torch.Tensor) -> dict[str, int]:
     """On how many images two orientation rules give different raw maps (exactly: the rules only flip signs)."""
-    eigencam = {sign: raw("eigencam", model, acts, sign=sign) for sign in ("channel-mean", "pytorch-grad-cam", "max-abs")}
+    signs = ("channel-mean", "pytorch-grad-cam", "max-abs")
+    eigencam = {sign: raw("eigencam", model, acts, sign=sign) for sign in signs}
     kpca = {sign: raw("kpca-cam", model, acts, sign=sign) for sign in ("channel-mean", "pytorch-grad-cam")}
 
     def differ(a: torch.Tensor, b: torch.Tensor) -> int:
-        return int(sum(not torch.equal(x, y) for x, y in zip(a, b)))
+        return int(sum(not torch.equal(x, y) for x, y in zip(a, b, strict=True)))
 
     return {
         "EigenCAM channel-mean vs pytorch-grad-cam": differ(eigencam["channel-mean"], eigencam["pytorch-grad-cam"]),
@@ -209,7 +211,8 @@ def markdown(result: dict[str, Any], tables: dict[str, str], times: str) -> str:
             parts.append(f"| {m} | {variant} | {v['median']:.3f} | {v['q1']:.3f} | {v['q3']:.3f} | {v['min']:.3f} "
                          f"| {v['share of images above 0.9']:.0%} | {v['share of image pairs above 0.99']:.0%} |")
     parts += ["", "## EigenCAM / KPCA-CAM: images whose orientation differs between two rules", "",
-              "| images | model | " + " | ".join(result["orientation"]["demo"][MODELS[0]]) + " |", "|---|---|---:|---:|---:|"]
+              "| images | model | " + " | ".join(result["orientation"]["demo"][MODELS[0]]) + " |",
+              "|---|---|---:|---:|---:|"]
     for split, label in (("demo", f"demo ({demo}, seed {DEMO_SEED})"), ("held-out", f"held-out ({n})")):
         parts += [f"| {label} | {m} | " + " | ".join(str(v) for v in result["orientation"][split][m].values()) + " |"
                   for m in MODELS]

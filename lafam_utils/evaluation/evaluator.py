@@ -283,8 +283,9 @@ class _Runner:
             if factory is None:
                 from ..explainers import explainer
 
+                settings = {"precision": precision, "compile": compile, **kwargs}
                 try:
-                    built = explainer(method, self.models[model], **{"precision": precision, "compile": compile, **kwargs})
+                    built = explainer(method, self.models[model], **settings)
                 except ValueError as error:
                     raise ValueError(f"cannot explain model {model!r} with method {method!r}: {error}") from error
                 if built.compile and progress:

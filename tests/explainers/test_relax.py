@@ -157,7 +157,10 @@ def test_original_variant_equals_relax_xai_on_the_same_masks(small_images, monke
     image_masks, _ = relax.masks(*relax.sample_grids((20, 20), small_images.device), (20, 20))
     for i, image in enumerate(small_images):
         batches = iter(image_masks.split(10))  # relax-xai's batches of masks, injected
-        monkeypatch.setattr(relax_xai, "mask_generator", lambda *args, **kwargs: iter([next(batches)[:, None]]))
+        def injected(*args, batches=batches, **kwargs):
+            return iter([next(batches)[:, None]])
+
+        monkeypatch.setattr(relax_xai, "mask_generator", injected)
         with torch.no_grad():
             reference = relax_xai.RELAX(image[None], encoder, batch_size=10, num_batches=3)
             reference.forward()
