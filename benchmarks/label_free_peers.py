@@ -46,8 +46,8 @@ from lafam_utils.report.summary import to_markdown  # noqa: E402
 
 MODELS = ("shapes-supervised", "shapes-simclr")
 METHODS = ("lafam", "eigencam", "fem", "kpca-cam", "dff", "repeat", "random")
-VARIANTS = {"fem (pytorch-grad-cam)": ("fem", {"variant": "pytorch-grad-cam"}),
-            "dff (pytorch-grad-cam)": ("dff", {"variant": "pytorch-grad-cam"})}
+VARIANTS = {"FEM (pytorch-grad-cam)": ("fem", {"variant": "pytorch-grad-cam"}),
+            "DFF (pytorch-grad-cam)": ("dff", {"variant": "pytorch-grad-cam"})}
 HELD_OUT_SEED = 1
 DEMO_SEED, DEMO_IMAGES = 0, 64  # notebooks/params/demo.yaml: seed 0, n_eval 64
 

@@ -133,7 +133,10 @@ def multiplicative_nmf(
 
     Collins et al.'s ``nmf.NMF`` (edocollins/DFF, ``nmf.py``) batched: each iteration updates
     ``W <- W * (V H^T) / (W H H^T)``, then ``H <- H * (W^T V) / (W^T W H)``, a denominator entry
-    that is exactly 0 replaced by ``EPSILON``. At iterations 0, 10, 20, ... a matrix stops when its
+    that is exactly 0 replaced by ``EPSILON``. Deviation: an entry that has reached exactly 0 stays
+    0; their code multiplies it by the ratio, which is infinite where the denominator is a
+    subnormal float32 number, and the factors become NaN (10 of 96 held-out images of
+    ``shapes-supervised`` at layer4, on the CPU). At iterations 0, 10, 20, ... a matrix stops when its
     Frobenius error fell by less than ``tol`` times its error at the start since the last test;
     stopped matrices keep their factors while the others go on.
 
@@ -150,16 +153,17 @@ def multiplicative_nmf(
     def error(w: Tensor, h: Tensor) -> Tensor:
         return torch.linalg.matrix_norm(data - w @ h)
 
-    def safe(denominator: Tensor) -> Tensor:
-        return denominator.masked_fill(denominator == 0, EPSILON)
+    def update(factor: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
+        ratio = numerator / denominator.masked_fill(denominator == 0, EPSILON)
+        return torch.where(factor == 0, 0.0, factor * ratio)  # a zero entry stays 0, also where ratio is inf
 
     at_start = error(w, h)
     previous = at_start
     active = torch.ones(len(data), dtype=torch.bool, device=data.device)
     n_iter = torch.zeros(len(data), dtype=torch.long, device=data.device)
     for iteration in range(max_iter):
-        new_w = w * ((data @ h.transpose(1, 2)) / safe(w @ (h @ h.transpose(1, 2))))
-        new_h = h * ((new_w.transpose(1, 2) @ data) / safe(new_w.transpose(1, 2) @ new_w @ h))
+        new_w = update(w, data @ h.transpose(1, 2), w @ (h @ h.transpose(1, 2)))
+        new_h = update(h, new_w.transpose(1, 2) @ data, new_w.transpose(1, 2) @ new_w @ h)
         w = torch.where(active[:, None, None], new_w, w)
         h = torch.where(active[:, None, None], new_h, h)
         n_iter += active

@@ -152,6 +152,17 @@ def test_paper_variant_stops_where_collins_et_als_solver_stops():
     assert explainer.n_iter.tolist() == stops and max(stops) < 200 and len(set(stops)) > 1
 
 
+def test_paper_variant_keeps_zero_entries_where_the_literal_updates_give_nan():
+    # on this image a factor entry reaches exactly 0 while its denominator is a subnormal float32 number:
+    # Collins et al.'s code multiplies 0 by an infinite ratio (NaN on CPUs that keep subnormals)
+    model = lu.load_model("shapes-supervised")
+    data = lu.SyntheticShapes(n=14, split="single", seed=1)
+    acts = torch.from_numpy(layer4_activations(model, data[13]["image"][None]))
+    explainer = lu.explainer("dff", model)
+    assert torch.isfinite(explainer.from_activations(acts)).all()
+    assert torch.isfinite(explainer.concept_maps).all() and torch.isfinite(explainer.concepts).all()
+
+
 def test_paper_variant_refuses_negative_activations():
     with pytest.raises(ValueError, match="non-negative.*down to -1"):
         lu.explainer("dff", identity_model())(torch.full((1, 3, 4, 4), -1.0))
