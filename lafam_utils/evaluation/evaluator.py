@@ -283,7 +283,11 @@ class _Runner:
             if factory is None:
                 from ..explainers import explainer
 
-                built = explainer(method, self.models[model], **{"precision": precision, "compile": compile, **kwargs})
+                settings = {"precision": precision, "compile": compile, **kwargs}
+                try:
+                    built = explainer(method, self.models[model], **settings)
+                except ValueError as error:
+                    raise ValueError(f"cannot explain model {model!r} with method {method!r}: {error}") from error
                 if built.compile and progress:
                     built.report_compile = True  # "compiled <model> in X s" beside the bar
                 self.explainers[(model, method)] = built
