@@ -3,9 +3,10 @@
 One small function per finding; each returns sentences (``list[str]``) that carry the numbers and,
 where they compare methods or groups, the test behind the comparison (two-sided p-value and n).
 A difference is called one when p < ``alpha`` (``ALPHA`` unless given). Where the images are so
-few that no outcome of the test could reach ``alpha`` (the smoke parameter set), the sentence says
-there is no conclusion. The p-values are per comparison, not corrected for the number of
-comparisons a notebook makes. Built from the run's tables, the sentences hold for any parameter set.
+few that no outcome of the test could reach ``alpha`` (the smoke parameter set; for a paired test,
+the images where the two differ), the sentence says there is no conclusion. The p-values are per
+comparison, not corrected for the number of comparisons a notebook makes. Built from the run's
+tables, the sentences hold for any parameter set.
 
 - Notebook 03 (two-object scenes): ``shown_coverage``, ``coverage_against_lafam``.
 - Notebook 04 (misclassified images): ``shown_pointing``, ``paired_against_lafam``, ``correct_vs_wrong``.
@@ -43,13 +44,15 @@ def format_p(p_value: float) -> str:
     return "p=n/a" if math.isnan(p_value) else f"p={p_value:.2g}"
 
 
-def paired_test_can_conclude(n: int, alpha: float = ALPHA) -> bool:
-    """Whether ``n`` pairs can give a two-sided p < ``alpha`` in an exact sign-based paired test.
+def paired_test_can_conclude(differing: int, alpha: float = ALPHA) -> bool:
+    """Whether a paired test with ``differing`` pairs that differ can give a two-sided p < ``alpha``.
 
-    The smallest p-value of the exact McNemar (sign) test and of the exact Wilcoxon signed-rank
-    test over ``n`` pairs is 2 * 0.5**n, reached when all pairs differ the same way.
+    Pairs without a difference carry no information: the McNemar test counts only the discordant
+    pairs, the Wilcoxon signed-rank test drops zero differences. The smallest p-value of the exact
+    McNemar (sign) test and of the exact Wilcoxon test over ``differing`` pairs is 2 * 0.5**differing,
+    reached when all of them differ the same way.
     """
-    return n > 0 and 2 * 0.5**n < alpha
+    return differing > 0 and 2 * 0.5**differing < alpha
 
 
 def unpaired_test_can_conclude(n_first: int, n_second: int, alpha: float = ALPHA) -> bool:
@@ -91,7 +94,8 @@ class Difference:
     """One measure compared between two groups: each group's mean, the test's p-value, its sample size(s).
 
     ``n`` is (pairs,) for a paired test, (first group, second group) for an unpaired one; ``can_conclude``
-    is False where so few images could not reach the significance level whatever the data.
+    is False where so few images could not reach the significance level whatever the data;
+    ``differing`` is, for a paired test, the number of pairs that differ (cited when too few).
     """
 
     measure: str
@@ -100,13 +104,14 @@ class Difference:
     p_value: float
     n: tuple[int, ...]
     can_conclude: bool
+    differing: int | None = None
 
 
 def verdict(difference: Difference, alpha: float = ALPHA, more: str = "higher", less: str = "lower") -> str:
     """The first group against the second: ``more``, ``less``, "different", "no significant difference"
-    or "no conclusion (too few images)"."""
+    or "too few images for a conclusion"."""
     if not difference.can_conclude:
-        return "no conclusion (too few images)"
+        return "too few images for a conclusion"
     if not difference.p_value < alpha:
         return "no significant difference"
     if difference.first == difference.second:
@@ -114,7 +119,7 @@ def verdict(difference: Difference, alpha: float = ALPHA, more: str = "higher", 
     return more if difference.first > difference.second else less
 
 
-_PREPOSITION = {"no conclusion (too few images)": "for"}
+_PREPOSITION = {"too few images for a conclusion": "on"}
 
 
 def _n_text(n: tuple[int, ...], labels: Sequence[str]) -> str:
@@ -138,6 +143,7 @@ def differences_sentence(
     for d in differences:
         detail = f"{d.first:.2f} vs {d.second:.2f}, {format_p(d.p_value)}"
         detail += "" if shared else f", {_n_text(d.n, group_names)}"
+        detail += f", {d.differing} differ" if d.differing is not None and not d.can_conclude else ""
         groups.setdefault(verdict(d, alpha), []).append(f"{d.measure} ({detail})")
     head = f"{subject} ({test}" + (f", {_n_text(next(iter(sizes)), group_names)}" if shared else "") + ")"
     clauses = [f"{word} {_PREPOSITION.get(word, 'in')} " + ", ".join(items) for word, items in groups.items()]
@@ -173,20 +179,28 @@ def _coverage_sentence(
     """One method against its model's LaFAM: both objects covered (exact McNemar), least-covered object (Wilcoxon)."""
     least, least_reference = least_covered(method_values), least_covered(reference_values)
     valid = ~np.isnan(least) & ~np.isnan(least_reference)
-    n = int(valid.sum())
-    both, both_reference = least[valid] >= at_least, least_reference[valid] >= at_least
+    least, least_reference, n = least[valid], least_reference[valid], int(valid.sum())
+    both, both_reference = least >= at_least, least_reference >= at_least
     mcnemar = exact_mcnemar(both, both_reference)
-    conclusive = paired_test_can_conclude(n, alpha)
-    shares = Difference("both covered", both.mean(), both_reference.mean(), mcnemar.p_value, (n,), conclusive)
-    p_least = paired_wilcoxon(pd.Series(least[valid]), pd.Series(least_reference[valid]))
-    means = Difference("least covered", least[valid].mean(), least_reference[valid].mean(), p_least, (n,), conclusive)
-    title, reference_title = pair_title(*method), pair_title(*reference)
+    discordant = mcnemar.only_first + mcnemar.only_second
+    shares = Difference(
+        "both covered", both.mean(), both_reference.mean(), mcnemar.p_value, (n,),
+        paired_test_can_conclude(discordant, alpha), discordant,
+    )
+    differing = int((least != least_reference).sum())
+    p_least = paired_wilcoxon(pd.Series(least), pd.Series(least_reference))
+    means = Difference(
+        "least covered", least.mean(), least_reference.mean(), p_least, (n,),
+        paired_test_can_conclude(differing, alpha), differing,
+    )
+    wilcoxon_n = f"n={n}" if means.can_conclude else f"n={n}, {differing} differ"
     return (
-        f"{title} covers both objects (each >= {at_least:g}) in {shares.first:.0%} of the {n} two-object images, "
-        f"{reference_title} in {shares.second:.0%}: {verdict(shares, alpha, 'more often', 'less often')} "
-        f"(exact McNemar test: {mcnemar.only_first} vs {mcnemar.only_second} images where only one covers both, "
-        f"{format_p(mcnemar.p_value)}, n={n}); its least-covered object's mean coverage is {means.first:.2f} vs "
-        f"{means.second:.2f}: {verdict(means, alpha)} (Wilcoxon signed-rank, {format_p(p_least)}, n={n})."
+        f"{pair_title(*method)} covers both objects (each >= {at_least:g}) in {shares.first:.0%} of the {n} "
+        f"two-object images, {pair_title(*reference)} in {shares.second:.0%}: "
+        f"{verdict(shares, alpha, 'more often', 'less often')} (exact McNemar test: {mcnemar.only_first} vs "
+        f"{mcnemar.only_second} images where only one covers both, {format_p(mcnemar.p_value)}, n={n}); "
+        f"its least-covered object's mean coverage is {means.first:.2f} vs {means.second:.2f}: "
+        f"{verdict(means, alpha)} (Wilcoxon signed-rank, {format_p(p_least)}, {wilcoxon_n})."
     )
 
 
@@ -260,9 +274,9 @@ def paired_against_lafam(
         for metric in metrics:
             both = pd.concat([rows[metric], reference[metric]], axis=1, join="inner").astype(float).dropna()
             first, second = both.iloc[:, 0], both.iloc[:, 1]
-            n, p_value = len(both), paired_wilcoxon(first, second)
-            conclusive = paired_test_can_conclude(n, alpha)
-            differences.append(Difference(metric, first.mean(), second.mean(), p_value, (n,), conclusive))
+            n, differing, p_value = len(both), int((first != second).sum()), paired_wilcoxon(first, second)
+            conclusive = paired_test_can_conclude(differing, alpha)
+            differences.append(Difference(metric, first.mean(), second.mean(), p_value, (n,), conclusive, differing))
         subject = f"{pair_title(model, method)} vs {method_title(REFERENCE)} on the {results['id'].nunique()} {images}"
         sentences.append(differences_sentence(subject, "paired Wilcoxon signed-rank", differences, alpha=alpha))
     return sentences

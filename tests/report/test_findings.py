@@ -69,7 +69,7 @@ def test_verdict_names_the_direction_only_for_a_significant_conclusive_differenc
     assert verdict(difference(0.1, 0.9, 0.001), more="more often", less="less often") == "less often"
     assert verdict(difference(0.5, 0.5, 0.001)) == "different"
     assert verdict(difference(0.9, 0.1, 0.05)) == "no significant difference"  # p < alpha, strictly
-    assert verdict(difference(0.9, 0.1, 0.001, can_conclude=False)) == "no conclusion (too few images)"
+    assert verdict(difference(0.9, 0.1, 0.001, can_conclude=False)) == "too few images for a conclusion"
     assert format_p(0.0123) == "p=0.012" and format_p(math.nan) == "p=n/a"
 
 
@@ -87,7 +87,7 @@ def test_differences_sentence_groups_measures_and_gives_n_once_or_per_measure():
     sentence = differences_sentence("A", "Mann-Whitney U", other_n, ("wrong", "correct"))
     assert sentence == (
         "A (Mann-Whitney U): lower in AUC (0.40 vs 0.80, p=0.001, 10 wrong, 20 correct); "
-        "no conclusion (too few images) for Sparseness (0.50 vs 0.50, p=0.7, 3 wrong, 17 correct)."
+        "too few images for a conclusion on Sparseness (0.50 vs 0.50, p=0.7, 3 wrong, 17 correct)."
     )
 
 
@@ -116,7 +116,19 @@ def test_coverage_against_lafam_cites_mcnemar_and_wilcoxon_over_the_two_object_i
 def test_coverage_against_lafam_says_when_the_images_are_too_few():
     coverage = {("m", "gradcam"): coverage_of([[1.0, 0.0]] * 3), ("m", "lafam"): coverage_of([[1.0, 1.0]] * 3)}
     (sentence,) = coverage_against_lafam(coverage)
-    assert "of the 3 two-object images" in sentence and sentence.count("no conclusion (too few images)") == 2
+    assert "of the 3 two-object images" in sentence and sentence.count("too few images for a conclusion") == 2
+    assert "(Wilcoxon signed-rank, p=" in sentence and ", n=3, 3 differ)." in sentence
+
+
+def test_coverage_against_lafam_counts_only_the_images_where_the_methods_differ():
+    same = [[0.9, 0.8]] * 40
+    coverage = {
+        ("m", "fem"): coverage_of([[0.9, 0.1]] * 2 + same),
+        ("m", "lafam"): coverage_of([[0.9, 0.6]] * 2 + same),
+    }
+    (sentence,) = coverage_against_lafam(coverage)
+    assert "of the 42 two-object images" in sentence and "2 vs 0" not in sentence and "0 vs 2 images" in sentence
+    assert sentence.count("too few images for a conclusion") == 2 and "n=42, 2 differ" in sentence
 
 
 def test_coverage_against_lafam_skips_images_without_objects():
@@ -171,6 +183,16 @@ def test_paired_against_lafam_cites_the_paired_wilcoxon_test_per_metric():
     assert f"{format_p(sparseness_p)})" in sentence and "Deletion" not in sentence  # a metric without column: left out
 
 
+def test_paired_against_lafam_counts_only_the_images_where_the_methods_differ():
+    results = results_table(30)
+    lafam = results["method"] == "lafam"
+    results.loc[~lafam, "Sparseness"] = results.loc[lafam, "Sparseness"].to_numpy()
+    results.loc[~lafam & (results["index"] < 3), "Sparseness"] += 0.1  # three images differ
+    (sentence,) = paired_against_lafam(results, metrics=["AUC", "Sparseness"])
+    assert "lower in AUC" in sentence
+    assert "too few images for a conclusion on Sparseness (" in sentence and ", 3 differ)" in sentence
+
+
 def test_paired_against_lafam_on_no_images_says_so():
     assert paired_against_lafam(results_table(4).iloc[:0], images="misclassified images") == [
         "No misclassified images: nothing to compare."
@@ -213,4 +235,4 @@ def test_correct_vs_wrong_without_wrong_predictions_or_with_too_few_says_so():
         "m Grad-CAM: 0 wrong and 6 correct predictions, nothing to compare."
     )
     results["correct"] = results["index"] > 0  # one wrong image
-    assert "no conclusion (too few images) for AUC" in correct_vs_wrong(correctness_split(results, ["AUC"]))[0]
+    assert "too few images for a conclusion on AUC" in correct_vs_wrong(correctness_split(results, ["AUC"]))[0]
