@@ -129,6 +129,10 @@ def _n_text(n: tuple[int, ...], labels: Sequence[str]) -> str:
     return ", ".join(f"{count} {label}" for count, label in zip(n, labels, strict=True))
 
 
+def _differ(count: int) -> str:
+    return f"{count} differ{'s' if count == 1 else ''}"
+
+
 def differences_sentence(
     subject: str, test: str, differences: Sequence[Difference], group_names: Sequence[str] = (), alpha: float = ALPHA
 ) -> str:
@@ -143,7 +147,7 @@ def differences_sentence(
     for d in differences:
         detail = f"{d.first:.2f} vs {d.second:.2f}, {format_p(d.p_value)}"
         detail += "" if shared else f", {_n_text(d.n, group_names)}"
-        detail += f", {d.differing} differ" if d.differing is not None and not d.can_conclude else ""
+        detail += f", {_differ(d.differing)}" if d.differing is not None and not d.can_conclude else ""
         groups.setdefault(verdict(d, alpha), []).append(f"{d.measure} ({detail})")
     head = f"{subject} ({test}" + (f", {_n_text(next(iter(sizes)), group_names)}" if shared else "") + ")"
     clauses = [f"{word} {_PREPOSITION.get(word, 'in')} " + ", ".join(items) for word, items in groups.items()]
@@ -193,7 +197,7 @@ def _coverage_sentence(
         "least covered", least.mean(), least_reference.mean(), p_least, (n,),
         paired_test_can_conclude(differing, alpha), differing,
     )
-    wilcoxon_n = f"n={n}" if means.can_conclude else f"n={n}, {differing} differ"
+    wilcoxon_n = f"n={n}" if means.can_conclude else f"n={n}, {_differ(differing)}"
     return (
         f"{pair_title(*method)} covers both objects (each >= {at_least:g}) in {shares.first:.0%} of the {n} "
         f"two-object images, {pair_title(*reference)} in {shares.second:.0%}: "
