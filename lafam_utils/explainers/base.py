@@ -268,6 +268,11 @@ class Explainer(ABC):
         self.precision = precision
         self.compile = bool(compile)
 
+    @classmethod
+    def supports(cls, model: nn.Module) -> bool:
+        """Whether the method can explain this kind of model at all (a method without ViT rules says no there)."""
+        return True
+
     def resolved_precision(self, device: torch.device) -> Resolved:
         """This explainer's precision on ``device`` ("auto" decided there)."""
         return resolve_precision(self.precision, device)
