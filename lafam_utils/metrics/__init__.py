@@ -1,6 +1,6 @@
 """The paper's six Quantus metrics, batched in torch (``compute``), and per-object coverage."""
 
-from .coverage import coverage_table, object_coverage, two_object_coverage
+from .coverage import best_covered, coverage_table, least_covered, object_coverage, two_object_coverage
 from .localisation import HIGHER_IS_BETTER, METRIC_NAMES, METRICS, Metric, check_maps_and_masks, compute, select
 
 __all__ = [
@@ -8,9 +8,11 @@ __all__ = [
     "METRICS",
     "METRIC_NAMES",
     "Metric",
+    "best_covered",
     "check_maps_and_masks",
     "compute",
     "coverage_table",
+    "least_covered",
     "object_coverage",
     "select",
     "two_object_coverage",

@@ -6,13 +6,16 @@ of a dataset.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+Key = TypeVar("Key", bound=Hashable)
 
 
 def object_coverage(maps: Tensor, object_masks: Tensor, threshold: float = 0.5) -> Tensor:
@@ -45,19 +48,20 @@ def object_coverage(maps: Tensor, object_masks: Tensor, threshold: float = 0.5) 
 
 def two_object_coverage(
     dataset: Dataset,
-    explainers: Mapping[str, Callable[[Tensor], Tensor]],
+    explainers: Mapping[Key, Callable[[Tensor], Tensor]],
     threshold: float = 0.5,
     batch_size: int = 16,
     device: str = "cpu",
     progress: bool = False,
-) -> dict[str, Tensor]:
+) -> dict[Key, Tensor]:
     """``object_coverage`` of every explainer over all items of ``dataset`` with exactly two object masks.
 
     Items with another number of objects (item key "masks") are skipped.
 
     Args:
         dataset: items with "image" and "masks".
-        explainers: column name -> a function from (B, 3, H, W) images to (B, H, W) maps.
+        explainers: column name (any key, e.g. a (model, method) pair) -> a function from (B, 3, H, W)
+            images to (B, H, W) maps, or (B, M, H, W) several maps per image (each object's best counts).
         threshold: the map value from which a pixel counts as covered.
         batch_size: items per explainer call.
         device: where the images go.
@@ -71,7 +75,7 @@ def two_object_coverage(
     """
     from ..progress import progress_bar
 
-    parts: dict[str, list[Tensor]] = {name: [] for name in explainers}
+    parts: dict[Key, list[Tensor]] = {name: [] for name in explainers}
     found = 0
     starts = range(0, len(dataset), batch_size)
     for start in progress_bar(starts, desc="coverage", unit="batch", disable=not progress):
@@ -106,17 +110,37 @@ def coverage_table(coverage: Mapping[str, Tensor], both_at_least: float = 0.5) -
     """
     rows = {}
     for name, values in coverage.items():
-        per_object = values.detach().cpu().double().numpy()
-        valid = ~np.isnan(per_object).all(axis=1)
-        best = np.nanmax(per_object[valid], axis=1)
-        least = np.nanmin(per_object[valid], axis=1)
+        best, least = best_covered(values), least_covered(values)
+        valid = ~np.isnan(least)
         rows[name] = {
-            "best-covered object": best.mean(),
-            "least-covered object": least.mean(),
-            f"all objects >= {both_at_least:g}": (least >= both_at_least).mean(),
+            "best-covered object": best[valid].mean(),
+            "least-covered object": least[valid].mean(),
+            f"all objects >= {both_at_least:g}": (least[valid] >= both_at_least).mean(),
             "images": int(valid.sum()),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-__all__ = ["coverage_table", "object_coverage", "two_object_coverage"]
+def _per_image(coverage: Tensor, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+    """``reduce`` over each image's objects, skipping empty masks; NaN for an image whose masks are all empty."""
+    per_object = coverage.detach().cpu().double().numpy()
+    valid = ~np.isnan(per_object).all(axis=1)
+    per_image = np.full(len(per_object), np.nan)
+    per_image[valid] = reduce(per_object[valid], axis=1)
+    return per_image
+
+
+def best_covered(coverage: Tensor) -> np.ndarray:
+    """Per image, the coverage of its best-covered object: (N, K) -> (N,), NaN where every mask is empty."""
+    return _per_image(coverage, np.nanmax)
+
+
+def least_covered(coverage: Tensor) -> np.ndarray:
+    """Per image, the coverage of its least-covered object: (N, K) -> (N,), NaN where every mask is empty.
+
+    An image has all its objects covered at least ``t`` exactly when this is >= ``t``.
+    """
+    return _per_image(coverage, np.nanmin)
+
+
+__all__ = ["best_covered", "coverage_table", "least_covered", "object_coverage", "two_object_coverage"]

@@ -2,10 +2,17 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from lafam_utils.metrics.coverage import coverage_table, object_coverage, two_object_coverage
+from lafam_utils.metrics.coverage import (
+    best_covered,
+    coverage_table,
+    least_covered,
+    object_coverage,
+    two_object_coverage,
+)
 
 
 def test_object_coverage_counts_pixels_at_or_above_the_threshold():
@@ -41,6 +48,12 @@ def test_coverage_table_skips_images_without_objects():
     table = coverage_table({"m": values})
     assert table.loc["m", "images"] == 1
     assert table.loc["m", "least-covered object"] == pytest.approx(0.4)
+
+
+def test_best_and_least_covered_per_image_skip_empty_masks():
+    values = torch.tensor([[0.25, 0.75], [0.5, float("nan")], [float("nan"), float("nan")]])
+    np.testing.assert_array_equal(best_covered(values), [0.75, 0.5, np.nan])  # exact in float32
+    np.testing.assert_array_equal(least_covered(values), [0.25, 0.5, np.nan])
 
 
 class TwoObjects(torch.utils.data.Dataset):
