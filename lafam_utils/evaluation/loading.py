@@ -46,6 +46,7 @@ Decode = Literal["auto", "dataset", "device"]
 MAX_WORKERS = 8  # loading processes ``num_workers=None`` starts at most
 ITEMS_AHEAD = 2  # items per worker kept in flight beyond the batch being explained
 POLL_SECONDS = 0.5  # how often a waiting loader checks that its workers live, and a worker its parent
+START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 @dataclass
@@ -283,14 +284,14 @@ def _serve(tasks: Any, results: Any, generation: Any, folder: str, number: int) 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the run
     results.cancel_join_thread()  # exit without waiting for a parent that no longer reads
     torch.set_num_threads(1)
-    parent = os.getppid()
+    parent = multiprocessing.parent_process()  # its sentinel closes when the parent exits, however it exits
     results.put(("ready", number, os.getpid()))
     key, dataset = None, None
     while True:
         try:
             task = tasks.get(timeout=POLL_SECONDS)
         except queue.Empty:
-            if os.getppid() != parent:
+            if parent is not None and not parent.is_alive():
                 return
             continue
         if task is None:
@@ -320,7 +321,9 @@ class LoadingPool:
     """
 
     def __init__(self, workers: int) -> None:
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context(START_METHOD)
+        if START_METHOD == "forkserver":
+            context.set_forkserver_preload([__name__])  # torch is imported once, by the server
         self.folder = tempfile.mkdtemp(prefix="lafam-loading-")
         self.tasks, self.results = context.Queue(), context.Queue()
         self.generation = context.Value("q", 0)
