@@ -339,8 +339,9 @@ def evaluate(
     forward pass per batch.
 
     ``num_workers`` loading processes read the items ahead, one task per item, while the device
-    explains (``lafam_utils.evaluation.loading``). They are started once, with "spawn", and reused
-    by every later call of this Python process (closed at exit or by ``close_loading_pool()``);
+    explains (``lafam_utils.evaluation.loading``). They are started once, by a fresh interpreter
+    (never forked from this process), and reused by every later call of this Python process
+    (closed at exit or by ``close_loading_pool()``);
     the dataset must be picklable and importable in a fresh interpreter (defined in a module, not
     in a notebook cell). 0 loads here; None (default) takes ``default_workers(device)``: on a GPU
     all CPUs but one, on the CPU half of them and none below 4, at most 8, and falls back to 0 with

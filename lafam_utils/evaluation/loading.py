@@ -1,11 +1,12 @@
 """The batches ``evaluate`` explains: loaded in this process or by a pool of loading processes that
 lives as long as the Python process, and decoded by the dataset or on the device.
 
-**The pool.** ``num_workers`` processes are started with "spawn" (fresh interpreters: forking
-after torch started its threads can hang) the first time a call needs them and are reused by
-every later ``evaluate`` call of the process (a notebook's parameter sets, a script's datasets
-and pair groups); a call that asks for another number restarts them. Their start (each imports
-torch and the package) is reported once in the progress output. Each item is one task, so the
+**The pool.** ``num_workers`` processes are started the first time a call needs them and are
+reused by every later ``evaluate`` call of the process (a notebook's parameter sets, a script's
+datasets and pair groups); a call that asks for another number restarts them. The process that
+runs ``evaluate`` never forks (forking after torch started its threads can hang): a fresh
+interpreter (multiprocessing's "forkserver", "spawn" where there is none) imports torch and this
+module once and forks the workers from itself. The start is reported once in the progress output. Each item is one task, so the
 reads of one batch overlap; the loader keeps the next batch and at least ``ITEMS_AHEAD`` items
 per worker in flight while the device explains the current batch. The pool is closed at exit
 (``atexit``) or by ``close_loading_pool()``; a worker that dies makes the loader finish the run in
@@ -47,6 +48,8 @@ MAX_WORKERS = 8  # loading processes ``num_workers=None`` starts at most
 ITEMS_AHEAD = 2  # items per worker kept in flight beyond the batch being explained
 POLL_SECONDS = 0.5  # how often a waiting loader checks that its workers live, and a worker its parent
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+"""How loading processes start: forked by a fresh server interpreter that imported torch once (not
+by this process), else each a fresh interpreter."""
 
 
 @dataclass
@@ -313,7 +316,7 @@ class WorkerLost(RuntimeError):
 
 
 class LoadingPool:
-    """``workers`` loading processes started with "spawn", fed item by item through one task queue.
+    """``workers`` loading processes (``START_METHOD``), fed item by item through one task queue.
 
     Attributes:
         start_seconds: from the start until every worker had imported what it needs (None until then).
