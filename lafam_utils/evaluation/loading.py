@@ -5,13 +5,13 @@ lives as long as the Python process, and decoded by the dataset or on the device
 reused by every later ``evaluate`` call of the process (a notebook's parameter sets, a script's
 datasets and pair groups); a call that asks for another number restarts them. The process that
 runs ``evaluate`` never forks (forking after torch started its threads can hang): a fresh
-interpreter (multiprocessing's "forkserver", "spawn" where there is none) imports torch and this
-module once and forks the workers from itself. The start is reported once in the progress output. Each item is one task, so the
-reads of one batch overlap; the loader keeps the next batch and at least ``ITEMS_AHEAD`` items
-per worker in flight while the device explains the current batch. The pool is closed at exit
-(``atexit``) or by ``close_loading_pool()``; a worker that dies makes the loader finish the run in
-this process with a warning, and the next call starts a new pool. Workers leave when their parent
-is gone, also after a SIGKILL.
+interpreter (multiprocessing's "forkserver"; "spawn" where there is none) imports torch and the
+package's datasets once and forks the workers from itself. The start is reported once in the
+progress output. Each item is one task, so the reads of one batch overlap; the loader keeps the
+next two batches, and at least ``ITEMS_AHEAD`` items per worker, in flight while the device
+explains the current one. The pool is closed at exit (``atexit``) or by ``close_loading_pool()``;
+a worker that dies makes the loader finish the run in this process with a warning, and the next
+call starts a new pool. Workers leave when their parent is gone, also after a SIGKILL.
 
 **Decoding.** ``decode="dataset"`` takes the dataset's items as they are (Pillow for VOC and
 ImageNet-S). ``decode="device"`` takes the image files' bytes (``encoded_item``) and decodes each
@@ -50,6 +50,10 @@ POLL_SECONDS = 0.5  # how often a waiting loader checks that its workers live, a
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 """How loading processes start: forked by a fresh server interpreter that imported torch once (not
 by this process), else each a fresh interpreter."""
+FORKSERVER_PRELOAD = ["__main__", __name__, "lafam_utils.datasets", "lafam_utils.shapes.dataset"]
+"""What the server imports once for all workers: the main script as multiprocessing does by default
+(its imports: a script runs its work under ``if __name__ == "__main__":``), this module and the
+package's datasets."""
 
 
 @dataclass
@@ -326,7 +330,7 @@ class LoadingPool:
     def __init__(self, workers: int) -> None:
         context = multiprocessing.get_context(START_METHOD)
         if START_METHOD == "forkserver":
-            context.set_forkserver_preload([__name__])  # torch is imported once, by the server
+            context.set_forkserver_preload(FORKSERVER_PRELOAD)
         self.folder = tempfile.mkdtemp(prefix="lafam-loading-")
         self.tasks, self.results = context.Queue(), context.Queue()
         self.generation = context.Value("q", 0)
