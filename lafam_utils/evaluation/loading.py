@@ -9,7 +9,8 @@ interpreter (multiprocessing's "forkserver"; "spawn" where there is none) import
 package's datasets once and forks the workers from itself. The start is reported once in the
 progress output. Each item is one task, so the reads of one batch overlap; the loader keeps the
 next two batches, and at least ``ITEMS_AHEAD`` items per worker, in flight while the device
-explains the current one. The pool is closed at exit (``atexit``) or by ``close_loading_pool()``;
+explains the current one, and loads queued items itself while it waits for a batch (so also
+while the workers start). The pool is closed at exit (``atexit``) or by ``close_loading_pool()``;
 a worker that dies makes the loader finish the run in this process with a warning, and the next
 call starts a new pool. Workers leave when their parent is gone, also after a SIGKILL.
 
@@ -35,7 +36,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -372,6 +373,9 @@ class LoadingPool:
         def known(index: int) -> str:
             return ids[index] if ids else ""
 
+        def load_here(index: int, known_id: str) -> Item:
+            return load_item(dataset, index, known_id, encoded)
+
         def top_up() -> None:
             nonlocal in_flight
             while len(pending) < 2 or in_flight < ITEMS_AHEAD * self.size:
@@ -383,7 +387,7 @@ class LoadingPool:
                 in_flight += len(indices)
                 for index in indices:
                     if here:
-                        received[index] = load_item(dataset, index, known(index), encoded)
+                        received[index] = load_here(index, known(index))
                     else:
                         self.tasks.put((call, key, index, known(index), encoded))
 
@@ -393,14 +397,14 @@ class LoadingPool:
                 batch, indices = pending[0]
                 while not here and any(index not in received for index in indices):
                     try:
-                        self._receive(call, received, progress)
+                        self._receive(call, received, progress, load_here)
                     except WorkerLost as lost:
                         warnings.warn(f"{lost}; evaluate loads the rest of this run in this process", stacklevel=4)
                         here = True
                         self.close()
                 for index in indices:
                     if index not in received:
-                        received[index] = load_item(dataset, index, known(index), encoded)
+                        received[index] = load_here(index, known(index))
                 pending.popleft()
                 in_flight -= len(indices)
                 items = [received.pop(index) for index in indices]
@@ -412,22 +416,32 @@ class LoadingPool:
             self.busy = False
             (Path(self.folder) / f"{key}.pkl").unlink(missing_ok=True)
 
-    def _receive(self, call: int, received: dict[int, Item], progress: bool) -> None:
+    def _receive(self, call: int, received: dict[int, Item], progress: bool, load: Callable[[int, str], Item]) -> None:
         """Take one message from the workers into ``received`` (items of call ``call``; others dropped).
+
+        With no message waiting, this process loads the next queued item itself (``load(index,
+        known_id)``): it helps while it waits, also while the workers start; with no item queued
+        either, it waits up to ``POLL_SECONDS`` for a message.
 
         Raises:
             WorkerLost: a worker exited.
             RuntimeError: a worker could not read the dataset.
         """
         try:
-            message = self.results.get(timeout=POLL_SECONDS)
+            message = self._message(block=False)
         except queue.Empty:
-            self._check_alive()
-            return
-        except (OSError, EOFError, pickle.UnpicklingError) as error:  # its sender exited before the tensors came
-            self._check_alive(wait=True)
-            self.broken = True
-            raise WorkerLost(f"a loading process's message could not be read ({describe_error(error)})") from None
+            try:
+                task_call, _, index, known_id, _ = self.tasks.get_nowait()
+            except queue.Empty:
+                try:
+                    message = self._message(block=True)
+                except queue.Empty:
+                    self._check_alive()
+                    return
+            else:
+                if task_call == call:
+                    received[index] = load(index, known_id)
+                return
         kind, *rest = message
         if kind == "ready":
             self._ready.add(rest[0])
@@ -443,6 +457,20 @@ class LoadingPool:
             if kind == "failed":
                 raise RuntimeError(f"a loading process could not read the dataset: {rest[2]}")
             received[rest[1]] = rest[2]
+
+    def _message(self, block: bool) -> tuple:
+        """The next message of the workers (waiting up to ``POLL_SECONDS`` with ``block``).
+
+        Raises:
+            queue.Empty: none came.
+            WorkerLost: a message could not be read, its sender having exited.
+        """
+        try:
+            return self.results.get(timeout=POLL_SECONDS) if block else self.results.get_nowait()
+        except (OSError, EOFError, pickle.UnpicklingError) as error:  # its sender exited before the tensors came
+            self._check_alive(wait=True)
+            self.broken = True
+            raise WorkerLost(f"a loading process's message could not be read ({describe_error(error)})") from None
 
     def _check_alive(self, wait: bool = False) -> None:
         """Raise ``WorkerLost`` for a worker that has exited (with ``wait``, give an exiting one a second).
