@@ -9,6 +9,8 @@ Items are dicts: ``"image"`` (3, size, size) float, ImageNet-normalised; ``"mask
 bool, the pixels of the image's object classes; ``"masks"`` (n_classes, size, size) bool, one per
 class in the order of ``"labels"`` (class names) and ``"label_ids"`` (the dataset's class ids);
 ``"id"``. Image and masks share the paper's geometry (``lafam_utils.datasets.transforms``).
+``encoded_item`` gives the same item with the image file's bytes in place of the image, for
+decoding in batches on a device (``transforms.decode_images``).
 """
 
 from __future__ import annotations

@@ -349,8 +349,8 @@ def evaluate(
     pinned memory. ``decode="device"`` decodes the image files of datasets that offer their bytes
     (``encoded_item``: VOC2012, ImageNetS) in batches on ``device`` with torchvision (nvJPEG on
     CUDA); ``"dataset"`` takes the dataset's items (Pillow); ``"auto"`` (default) is ``"device"`` on
-    CUDA where the dataset offers it. The decoding used enters the identity; the table is the same
-    for any ``num_workers``, which does not.
+    CUDA where the dataset offers it. Device decoding enters the identity (``"device-cuda"``,
+    ``"device-cpu"``); the table is the same for any ``num_workers``, which does not.
 
     Args:
         dataset: items with ``image`` (3, H, W) float tensors and ``mask`` (H, W) tensors.
@@ -403,7 +403,8 @@ def evaluate(
         raise ValueError("expected a dataset with at least one item, got an empty one")
     dataset_name = settings["dataset_name"] = dataset_name or getattr(dataset, "name", type(dataset).__name__)
     decode = loading.resolve_decode(decode, dataset, device)
-    settings["decode"] = decode if decode == "dataset" else f"{decode}-{device.type}"  # what decoded the images
+    if decode == "device":  # the dataset's own decoding, as in runs before this option, adds nothing
+        settings["decode"] = f"device-{device.type}"
 
     rank, world, started_group = _dist_info(device)
     try:
