@@ -3,6 +3,7 @@
 # make test-browser - run notebook 01 in JupyterLab in headless Chromium (needs /usr/bin/chromium)
 # make lab   - JupyterLab at the repository root, opened on notebooks/
 # make bench - run the speed and memory benchmarks
+# make docs  - build the documentation site (guides and API reference) in strict mode into site/
 # make models - retrain the shipped shapes models from their recipes and compare with lafam_utils/shapes/weights
 #               (MODELS_ARGS=--ship replaces the shipped files and their manifest entries)
 # The virtual environment .venv is (re)built when pyproject.toml or constraints.txt change.
@@ -16,12 +17,12 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 MODELS_ARGS ?=
 
-.PHONY: run test test-browser bench models lab clean-venv
+.PHONY: run test test-browser docs bench models lab clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip<26"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,docs]"
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -32,6 +33,9 @@ test: $(STAMP)
 
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest tests_browser $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -46,7 +46,7 @@ def variants() -> dict[str, object]:
         f"random windows of the whole image, {control.steps} steps": replace(control, window="random"),
         f"two independent backgrounds per image, {control.steps} steps": replace(control, backgrounds="independent"),
         "both, 300 steps": replace(both, steps=300),
-        "both, 1000 steps (shapes-simclr of the previous release)": replace(both, steps=1000),
+        "both, 1000 steps": replace(both, steps=1000),
         "both, whole-image windows (crop 224), 600 steps": replace(both, crop=224, steps=600),
         "both, whole-image windows, batch 64, 300 steps": replace(both, crop=224, batch_size=64, steps=300),
         "both, temperature 0.5, 300 steps": replace(both, temperature=0.5, steps=300),

@@ -2,8 +2,8 @@
 
 An index table has one row per image with at least ``labels`` (a tuple of class names, one per
 object class in the mask, background and ignore labels left out). Each rule returns the rows it
-keeps, the original index untouched, so a notebook can compare ``class_histogram`` before and
-after filtering.
+keeps, the original index untouched; ``class_histogram`` counts the images per class of a table,
+e.g. before and after a rule.
 """
 
 from __future__ import annotations

@@ -206,3 +206,12 @@ def test_memory_probe_caps_relax_masks_and_report_shows_cpu_flags():
     assert set(flags) == {"amx_bf16", "avx512_bf16", "auto_on_cpu"} and flags["auto_on_cpu"] in ("fp32", "bf16")
     text = report._flags({"amx_bf16": True, "avx512_bf16": False, "auto_on_cpu": "bf16"})
     assert "AMX (amx_bf16) yes, AVX512-BF16 no" in text and "bf16" in text
+
+
+def test_lafam_lrp_case_times_every_contender_against_grad_cam_plus_20_percent(tmp_path):
+    result = run.main(["--tiny", "--cases", "lrp-shapes", "--rounds", "1", "--no-memory", "--out", str(tmp_path)])
+    (case,) = result["cases"]
+    assert "error" not in case and set(case["times_s"]) == {"LaFAM", "Grad-CAM", "LayerCAM", "LaFAM-LRP"}
+    target = next(c for c in case["comparisons"] if c["label"] == "LaFAM-LRP / Grad-CAM")
+    assert target["target"] == 1.2 and target["met"] == (target["ratio"] <= 1.2)
+    assert "lrp-resnet50" in [c.id for c in run.all_cases(Settings(tiny=True))]

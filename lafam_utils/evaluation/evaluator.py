@@ -162,7 +162,11 @@ class _Runner:
             if factory is None:
                 from ..explainers import explainer
 
-                built = explainer(method, self.models[model], **{"precision": precision, "compile": compile, **kwargs})
+                settings = {"precision": precision, "compile": compile, **kwargs}
+                try:
+                    built = explainer(method, self.models[model], **settings)
+                except ValueError as error:
+                    raise ValueError(f"cannot explain model {model!r} with method {method!r}: {error}") from error
                 if built.compile and progress:
                     built.report_compile = True  # "compiled <model> in X s" beside the bar
                 self.explainers[(model, method)] = built
@@ -363,7 +367,8 @@ def evaluate(
         explainers: explainer factories by method name (else ``lu.explainer``).
         explainer_kwargs: keyword arguments of each method's explainer.
         metric_fn: replaces ``lu.metrics.compute``.
-        k, backend: given to the metrics.
+        k: the Top-K Intersection's k, given to the metrics.
+        backend: the metrics' backend (``"torch"`` or ``"quantus"``), given to the metrics.
         dataset_name: the ``dataset`` column (None: ``dataset.name``, else its class name).
         csv: also write ``results.csv``.
         progress: show progress bars.

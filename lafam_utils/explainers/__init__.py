@@ -28,6 +28,9 @@ from .repeat import REPEAT
 from .random_cam import RandomCAM
 from .attention import CLSAttention
 from .lafam_magnitude import LaFAMMagnitude
+from .layercam import LayerCAM
+from .lafam_fused import LaFAMFused
+from .lrp import LRP, LaFAMLRP
 
 __all__ = [
     "ActivationExplainer",
@@ -40,7 +43,11 @@ __all__ = [
     "GradCAM",
     "KPCACAM",
     "LaFAM",
+    "LaFAMFused",
+    "LaFAMLRP",
     "LaFAMMagnitude",
+    "LRP",
+    "LayerCAM",
     "RELAX",
     "REPEAT",
     "RandomCAM",

@@ -63,7 +63,7 @@ class CLSAttention(Explainer):
         model: a Vision Transformer whose attention probabilities can be read (see ``READABLE``).
         layer: the attention module (None: ``last_attention(model)``).
         head: one head's index (None: the mean over the heads).
-        upsample, threshold, precision, compile: as for ``Explainer``.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
 
     Raises:
         ValueError: ``head`` is not None or a non-negative int, or the attention cannot be read

@@ -50,6 +50,26 @@ def check_images(x: Any) -> None:
         raise ValueError("expected at least one image, got an empty batch")
 
 
+def check_choice(name: str, value: object, choices: tuple) -> None:
+    """Raise a clear error unless ``value`` (the option ``name``) is one of ``choices``.
+
+    Raises:
+        ValueError: ``value`` is not one of ``choices``.
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def declares_no_classes(model: nn.Module) -> bool:
+    """Whether ``model`` says it has no class scores: its ``class_names`` attribute is None.
+
+    The package's encoders (``lu.load_model`` of a self-supervised model) carry ``class_names =
+    None``, its classifiers the list of names; a plain module without the attribute says nothing,
+    and a method that needs labels reads its output as class scores.
+    """
+    return hasattr(model, "class_names") and model.class_names is None
+
+
 def check_feature_map(acts: Tensor, layer: LayerSpec) -> None:
     """Raise a clear error unless a layer's output is a (B, C, h, w) feature map larger than 1x1.
 
@@ -214,9 +234,11 @@ class Explainer(ABC):
 
     Class attributes: ``name`` (the registry key, ``lu.explainer(name, model)``), ``title`` (the
     display name in tables and figures), ``needs_labels`` (explains a class score: the model must
-    return class logits, and ``__call__`` takes ``target``), ``needs_layer`` (False for methods
-    that treat the model as a black box, like RELAX) and ``uses_gradients`` (the method reads the
-    layer's gradient, which decides its ``"auto"`` layer on a ViT).
+    return class logits, and ``__call__`` takes ``target``; a model that declares no classes,
+    ``class_names`` None as the package's encoders, is refused: see ``declares_no_classes``),
+    ``needs_layer`` (False for methods that treat the model as a black box, like RELAX) and
+    ``uses_gradients`` (the method reads the layer's gradient, which decides its ``"auto"`` layer
+    on a ViT).
 
     Args:
         model: the network to explain.
@@ -230,8 +252,9 @@ class Explainer(ABC):
         compile: run the forwards without module hooks through ``torch.compile``, as above.
 
     Raises:
-        ValueError: ``precision``, ``upsample`` or ``threshold`` is not one of the values above, or
-            ``layer`` is not found in ``model`` (``hooks.find_layer``).
+        ValueError: ``precision``, ``upsample`` or ``threshold`` is not one of the values above,
+            ``layer`` is not found in ``model`` (``hooks.find_layer``), or the method needs labels
+            and the model declares no classes (``declares_no_classes``).
     """
 
     name: ClassVar[str] = ""
@@ -255,6 +278,12 @@ class Explainer(ABC):
         compile: bool = False,  # noqa: A002 - the name torch uses
     ) -> None:
         check_precision(precision)
+        if self.needs_labels and declares_no_classes(model):
+            raise ValueError(
+                f"{self.title} explains a class score, but the model ({type(model).__name__}) has no classes: its "
+                "class_names is None (an encoder, whose output is an embedding, not class logits). Use a label-free "
+                "method (lafam, relax, eigencam, ...), or set model.class_names to read its outputs as class scores"
+            )
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -267,6 +296,11 @@ class Explainer(ABC):
         self.threshold = threshold
         self.precision = precision
         self.compile = bool(compile)
+
+    @classmethod
+    def supports(cls, model: nn.Module) -> bool:
+        """Whether the method can explain this kind of model at all (a method without ViT rules says no there)."""
+        return True
 
     def resolved_precision(self, device: torch.device) -> Resolved:
         """This explainer's precision on ``device`` ("auto" decided there)."""

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import Any, Literal
 
-from .base import ActivationExplainer
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..hooks import LayerSpec
+from .base import ActivationExplainer, check_choice
+from .default_layers import AUTO
 from .registry import register
 
 CHUNK_ELEMENTS = 1 << 19  # activations centred at a time: 2 MB in float32, read again while in cache
 SHIFT = 1e-6  # inverse iteration's shift above the estimated largest eigenvalue, relative to it
 STEPS = 4  # inverse iteration's solves
 SQUARINGS = 20  # the estimate's matrix squarings: separates eigenvalues 3e-7 apart (relative)
+Sign = Literal["channel-mean", "max-abs", "pytorch-grad-cam"]
+EIGENCAM_SIGNS = ("channel-mean", "max-abs", "pytorch-grad-cam")
 
 
 @register
@@ -19,16 +26,25 @@ class EigenCAM(ActivationExplainer):
     """``M = Up(N(ReLU(±(A - mean A) v_1)))``, ``v_1`` the first right singular vector per image.
 
     Each image's activations are read as ``h*w`` samples of ``C`` channels, centred over the
-    positions (as pytorch-grad-cam does) and projected on their first principal component. An
-    SVD fixes ``v_1`` only up to its sign, so peers (pytorch-grad-cam) can return inverted maps;
-    here the sign is chosen so that the projection correlates positively with the channel mean
-    (the LaFAM map), keeping the object bright. The ReLU keeps the positive side, as in
-    pytorch-grad-cam; a constant feature map gives a zero map: the first singular value is at most
+    positions (as pytorch-grad-cam does) and projected on their first principal component. The
+    ReLU keeps the positive side, as in pytorch-grad-cam. An SVD fixes ``v_1`` only up to its sign,
+    and the ReLU keeps one side, so the orientation decides the map. ``sign`` chooses it:
+
+    - ``"channel-mean"`` (default): the projection correlates positively with the channel mean at
+      each position, i.e. with LaFAM's map (an uncorrelated one, covariance exactly 0, keeps the
+      eigensolver's sign). The orientation is therefore taken from LaFAM: EigenCAM is not
+      independent of LaFAM in its sign.
+    - ``"max-abs"``: the position with the largest absolute score is positive (the first such
+      position on ties), scikit-learn's ``svd_flip`` rule and pytorch-grad-cam's sign correction
+      for Seg-Eigen-CAM (``get_2d_projection_with_sign_correction``, up to ties).
+    - ``"pytorch-grad-cam"``: the sign of ``VT[0]`` that NumPy's ``np.linalg.svd`` returns for the
+      centred (h*w, C) samples in float32 (``full_matrices=True``), as pytorch-grad-cam 1.5.7's
+      ``EigenCAM`` (``get_2d_projection``) takes it: no rule, whatever the LAPACK build returns.
+      Runs that SVD on the CPU, image by image (the cost of pytorch-grad-cam's EigenCAM).
+
+    A constant feature map gives a zero map: the first singular value is at most
     ``a = eps * max(h*w, C)`` times the largest absolute channel mean, the rounding noise of the
-    centring. (The batched SVD version scaled this floor by the largest absolute activation
-    instead, which lies between that mean and it plus the singular value: the two rules differ
-    only for a singular value within a factor ``1 / (1 - a)`` of the floor, 2.4e-4 at 2048
-    channels.) No labels, no gradients, no graph.
+    centring. No labels, no gradients, no graph.
 
     The component comes from the small Gram matrix of the centred samples (``h*w`` x ``h*w``
     for a layer4 map; ``C`` x ``C`` where that is smaller): its top eigenpair gives the
@@ -38,11 +54,24 @@ class EigenCAM(ActivationExplainer):
     matrix products and one LU factorisation), also in bf16 runs (the Gram matrices are float32).
 
     Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        model: the network to explain.
+        layer: the layer whose activations are read (``"auto"``: the model's default layer).
+        sign: ``"channel-mean"``, ``"max-abs"`` or ``"pytorch-grad-cam"``, as above.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
+
+    Raises:
+        ValueError: ``sign`` is not one of ``EIGENCAM_SIGNS``.
     """
 
     name = "eigencam"
     title = "EigenCAM"
+
+    def __init__(
+        self, model: nn.Module, layer: LayerSpec | None = AUTO, sign: Sign = "channel-mean", **options: Any
+    ) -> None:
+        super().__init__(model, layer, **options)
+        check_choice("sign", sign, EIGENCAM_SIGNS)
+        self.sign = sign
 
     def from_activations(self, acts: Tensor) -> Tensor:
         samples = acts.float().flatten(2)  # (B, C, n): n = h*w positions of C channels
@@ -56,23 +85,54 @@ class EigenCAM(ActivationExplainer):
         # a constant feature map (rank 0 up to rounding) has no principal component: zero map
         noise = torch.finfo(samples.dtype).eps * max(channels, positions) * scale
         projection = torch.where(value.sqrt()[:, None] > noise[:, None], projection, 0.0)
-        return follow_channel_mean(projection, channel_mean).relu().view(acts.shape[0], *acts.shape[2:])
+        if self.sign == "pytorch-grad-cam":
+            projection = agree_with(projection, numpy_svd_projection(samples).to(projection.device))
+        else:
+            projection = orient(projection, self.sign, channel_mean)
+        return projection.relu().view(acts.shape[0], *acts.shape[2:])
 
 
-def follow_channel_mean(projection: Tensor, channel_mean: Tensor) -> Tensor:
-    """Fix the sign of a per-image principal component to correlate positively with the channel mean.
-
-    The channel mean is the LaFAM map; an uncorrelated component (covariance exactly 0) keeps its sign.
+def agree_with(projection: Tensor, reference: Tensor) -> Tensor:
+    """``projection`` or ``-projection`` per image, whichever has a non-negative dot product with ``reference``.
 
     Args:
-        projection: (B, N) scores of the N positions on a component whose sign is arbitrary.
+        projection: (B, N) scores of N positions on a component whose sign is arbitrary.
+        reference: (B, N) the direction to agree with.
+    """
+    return torch.where((projection * reference).sum(dim=1) < 0, -1.0, 1.0)[:, None] * projection
+
+
+def orient(projection: Tensor, sign: str, channel_mean: Tensor) -> Tensor:
+    """Fix the sign of per-image component scores by a rule that needs no other decomposition.
+
+    Args:
+        projection: (B, N) scores of N positions on a component whose sign is arbitrary.
+        sign: ``"channel-mean"`` (the scores correlate positively with the channel mean, LaFAM's
+            map; covariance exactly 0 keeps the sign) or ``"max-abs"`` (the first position of the
+            largest absolute score is positive; an all-zero row stays).
         channel_mean: (B, N) the mean over the channels at each position.
 
     Returns:
         ``projection`` or ``-projection``, per image.
     """
-    agreement = (projection * (channel_mean - channel_mean.mean(dim=1, keepdim=True))).sum(dim=1)
-    return torch.where(agreement < 0, -1.0, 1.0)[:, None] * projection
+    if sign == "channel-mean":
+        return agree_with(projection, channel_mean - channel_mean.mean(dim=1, keepdim=True))
+    largest = projection.gather(1, projection.abs().argmax(dim=1, keepdim=True))
+    return torch.where(largest < 0, -1.0, 1.0) * projection
+
+
+def numpy_svd_projection(samples: Tensor) -> Tensor:
+    """(B, N) pytorch-grad-cam's EigenCAM projection of (B, C, N) samples, from NumPy's SVD in float32.
+
+    Each image's (N, C) samples, centred over the positions, projected on ``VT[0]`` of
+    ``np.linalg.svd(..., full_matrices=True)``: the orientation LAPACK returns.
+    """
+    projections = []
+    for image in samples.detach().cpu().numpy():
+        centred = image.T - image.T.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=True)
+        projections.append(centred @ vt[0])
+    return torch.from_numpy(np.stack(projections)).float()
 
 
 def gram_statistics(samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -110,7 +110,8 @@ class GradCAM(Explainer):
 
     Args:
         model: a classifier returning (B, n_classes) scores; ``class_names`` for named targets.
-        layer, upsample, threshold, precision, compile: as for ``Explainer``.
+
+    The other arguments are ``Explainer``'s.
     """
 
     name = "gradcam"
@@ -165,9 +166,14 @@ class GradCAM(Explainer):
         with torch.enable_grad():  # also inside a caller's no_grad
             score = logits.gather(1, self.targets[:, None]).sum()  # images are independent: one backward
         with tf32_context(self.resolved_precision(acts.device)):
-            (grads,) = torch.autograd.grad(score, acts)
+            (grads,) = torch.autograd.grad(score, acts, retain_graph=True)  # a LayerCAM may share the graph
         if acts.ndim == 3:
             check_patch_gradients(grads, self.model, self.layer)
             grads = patch_grid(grads, self.model, self.layer, size)
-        weights = grads.float().mean(dim=(2, 3))
-        return torch.einsum("bc,bchw->bhw", weights, grid.float()).relu()
+        return self.weigh(grads.float(), grid.float())
+
+    def weigh(self, grads: Tensor, acts: Tensor) -> Tensor:
+        """Raw (B, h, w) maps from the layer's (B, C, h, w) gradient and activations, in float32:
+        ``ReLU(sum_k w_k A^k)`` with ``w_k`` the gradient's spatial mean."""
+        weights = grads.mean(dim=(2, 3))
+        return torch.einsum("bc,bchw->bhw", weights, acts).relu()

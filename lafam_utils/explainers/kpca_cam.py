@@ -9,12 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hooks import LayerSpec
-from .base import ActivationExplainer
+from .base import ActivationExplainer, check_choice
 from .default_layers import AUTO
-from .eigencam import follow_channel_mean
+from .eigencam import orient
 from .registry import register
 
 KERNELS = ("sigmoid", "rbf", "poly", "linear", "cosine")
+KPCA_SIGNS = ("channel-mean", "pytorch-grad-cam")
 
 
 def kernel_matrix(samples: Tensor, kernel: str, gamma: float, coef0: float, degree: int) -> Tensor:
@@ -69,12 +70,18 @@ class KPCACAM(ActivationExplainer):
     ``sqrt(lambda_1) v_1`` (scikit-learn's ``KernelPCA(n_components=1).fit_transform``), all images
     at once with one batched ``eigh``.
 
-    Sign: an eigenvector is fixed only up to its sign; scikit-learn makes its largest-magnitude
-    entry positive (``svd_flip``), which can invert the map. Here the sign is EigenCAM's rule
-    (``follow_channel_mean``): the scores correlate positively with the channel mean (the LaFAM
-    map). Otherwise equal to pytorch-grad-cam 1.5.7's ``KPCA_CAM`` up to that sign
-    (tests/test_kpca_cam.py on ResNet50 layer4: within 1e-4 for every kernel, measured at most 4e-6;
-    float32 ``eigh`` on both sides).
+    Sign: an eigenvector is fixed only up to its sign, and the ReLU keeps one side. ``sign``:
+
+    - ``"channel-mean"`` (default): EigenCAM's rule (``eigencam.orient``): the scores correlate
+      positively with the channel mean at each position, i.e. with LaFAM's map, so the
+      orientation is taken from LaFAM (KPCA-CAM is not independent of LaFAM in its sign).
+    - ``"pytorch-grad-cam"``: scikit-learn's ``svd_flip`` as pytorch-grad-cam 1.5.7's
+      ``KPCA_CAM`` gets it from ``KernelPCA``: the position with the largest absolute score is
+      positive (the first such position on ties).
+
+    With ``sign="pytorch-grad-cam"`` equal to pytorch-grad-cam 1.5.7's ``KPCA_CAM``
+    (tests/explainers/test_kpca_cam.py on ResNet50 layer4: within 1e-4 for every kernel; float32
+    ``eigh`` on both sides).
     Deviations: a feature map whose largest centred-kernel eigenvalue is within float noise of 0
     (``lambda_1 <= eps * N * max|K|``, e.g. constant activations) gives a zero map, where
     scikit-learn returns the noise's eigenvector; when ``lambda_1`` is (nearly) repeated the
@@ -84,13 +91,17 @@ class KPCACAM(ActivationExplainer):
     start, converged to its tolerance), not compared here.
 
     Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        model: the network to explain.
+        layer: the layer whose activations are read (``"auto"``: the model's default layer).
         kernel: one of ``KERNELS`` (see ``kernel_matrix``).
         gamma: the kernel's gamma (None: ``1/C``).
-        coef0, degree: the kernel's other parameters, as scikit-learn names them.
+        coef0: the kernel's ``coef0``, as scikit-learn names it.
+        degree: the polynomial kernel's degree, as scikit-learn names it.
+        sign: ``"channel-mean"`` or ``"pytorch-grad-cam"``, as above.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
 
     Raises:
-        ValueError: ``kernel`` is not one of ``KERNELS``.
+        ValueError: ``kernel`` is not one of ``KERNELS``, or ``sign`` not one of ``KPCA_SIGNS``.
     """
 
     name = "kpca-cam"
@@ -104,12 +115,13 @@ class KPCACAM(ActivationExplainer):
         gamma: float | None = None,
         coef0: float = 1.0,
         degree: int = 3,
+        sign: str = "channel-mean",
         **options: Any,
     ) -> None:
         super().__init__(model, layer, **options)
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-        self.kernel, self.gamma, self.coef0, self.degree = kernel, gamma, coef0, degree
+        check_choice("kernel", kernel, KERNELS)
+        check_choice("sign", sign, KPCA_SIGNS)
+        self.kernel, self.gamma, self.coef0, self.degree, self.sign = kernel, gamma, coef0, degree, sign
 
     def from_activations(self, acts: Tensor) -> Tensor:
         acts = acts.float()
@@ -121,4 +133,5 @@ class KPCACAM(ActivationExplainer):
         top = values[:, -1]
         noise = torch.finfo(gram.dtype).eps * gram.shape[1] * gram.abs().amax(dim=(1, 2))
         scores = vectors[:, :, -1] * torch.where(top > noise, top, 0.0).sqrt()[:, None]
-        return follow_channel_mean(scores, samples.mean(dim=2)).relu().view(acts.shape[0], *acts.shape[2:])
+        rule = "max-abs" if self.sign == "pytorch-grad-cam" else self.sign
+        return orient(scores, rule, samples.mean(dim=2)).relu().view(acts.shape[0], *acts.shape[2:])

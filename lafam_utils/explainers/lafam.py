@@ -14,8 +14,7 @@ class LaFAM(ActivationExplainer):
 
     One forward pass up to the layer, no labels, no gradients; the layers after it are skipped.
 
-    Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+    The arguments are ``Explainer``'s.
     """
 
     name = "lafam"

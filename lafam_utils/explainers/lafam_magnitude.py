@@ -18,8 +18,7 @@ class LaFAMMagnitude(LaFAM):
     average below the background's, LaFAM's map is inverted (docs/vision-transformers.md, the
     shapes ViT). The mean of magnitudes keeps LaFAM's one-forward, label-free computation.
 
-    Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+    The arguments are ``Explainer``'s.
     """
 
     name = "lafam-magnitude"

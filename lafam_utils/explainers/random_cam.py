@@ -72,8 +72,10 @@ class RandomCAM(Explainer):
     which keeps the features' structure); this one ignores the features.
 
     Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        model: the network to explain.
+        layer: the layer whose activations are read (``"auto"``: the model's default layer).
         seed: the seed of the maps.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
     """
 
     name = "random"

@@ -108,11 +108,11 @@ def has_class_logits(model: nn.Module) -> bool:
 def applies_to(method: str, model: nn.Module) -> bool:
     """Whether ``method`` can explain ``model``.
 
-    It needs class logits where it needs labels; a layer-free method must build on the model (a
-    layer-based one is checked when its layer is chosen).
+    It needs class logits where it needs labels and a model of a kind it ``supports``; a layer-free
+    method must build on the model (a layer-based one is checked when its layer is chosen).
     """
     cls = explainer_class(method)
-    if cls.needs_labels and not has_class_logits(model):
+    if (cls.needs_labels and not has_class_logits(model)) or not cls.supports(model):
         return False
     if cls.needs_layer:
         return True

@@ -6,7 +6,6 @@ A region matters when hiding it moves the embedding: for random keep-masks ``m``
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Literal
@@ -41,26 +40,33 @@ class RELAX(Explainer):
 
     ``variant="paper"`` (default, the LaFAM paper's setup): ``n_masks=2048`` Bernoulli(``p``)
     keep-masks on a ``cells`` x ``cells`` grid, nearest-upsampled; ``R`` lives on the grid.
-    ``variant="original"`` (Wickstrøm et al.): ``n_masks=3000`` grids upsampled bilinearly to
-    ``cells + 1`` cells and cropped at a random shift of up to one cell (RISE's soft masks);
-    ``R`` lives at the image's resolution. An image whose ``R`` is flat (its range at most
+    ``variant="original"`` (Wickstrøm et al.'s package ``relax-xai`` 0.0.5,
+    ``relax_xai/masking_functions.py``): ``n_masks=3000`` grids upsampled bilinearly to the image,
+    reflect-padded by ``cells // 2`` pixels on each side and cropped back to the image at a random
+    shift of 0 to ``cells - 1`` pixels per axis (``original_masks``); ``R`` lives at the image's
+    resolution. An image whose ``R`` is flat (its range at most
     ``SIMILARITY_TOLERANCE`` of its largest value) gets an all-zero map and a warning: the encoder
     ignored the masking, and min-max would stretch float noise to a full-contrast map.
 
     After each call ``importance`` (R), ``uncertainty`` (the masks' weighted variance of ``s``,
-    ``sum_m m (s_m - R)^2 / sum_m m``) and ``u_relax`` (R where the uncertainty is at most its
-    per-image median, else 0) hold the raw (B, h, w) maps. The same ``seed`` gives the same masks
-    and bit-identical maps; every image of a batch gets the same masks. ``batch_size`` masked
-    images go through the encoder at once (None: sized for the device by ``masked_per_forward``:
-    about 64 at 224x224 on the CPU, up to 1,024 on CUDA as free memory allows), several images'
-    masks share a forward when ``n_masks`` fits; the maps do not depend on it beyond rounding. The
-    unmasked images' reference embeddings come from one forward of the whole batch. With
-    ``precision="bf16"`` the encoder runs under bf16 autocast; the cosine similarities and the
-    statistics are float32. ``compile=True`` runs the masked forwards through ``torch.compile``
-    (the reference forward stays eager, as in a forward shared with other explainers).
-    ``progress=True`` shows a bar and the compile time; ``on_progress(done, total)`` is called
-    after each forward with the masked images done so far. The encoder maps (B, 3, H, W) images
-    to (B, D) embeddings and should be in eval mode.
+    ``sum_m m (s_m - R)^2 / sum_m m``, the RELAX paper's U) and ``u_relax`` (R where the
+    uncertainty is at most its per-image median, else 0) hold the raw (B, h, w) maps. On the same
+    masks ``importance`` equals ``relax-xai``'s running mean (the sum of weights starting at 1e-10);
+    its ``uncertainty`` is the running sum ``sum_m m (s_m - R)^2`` without the division, i.e. this
+    ``uncertainty`` times ``1e-10 + sum_m m`` (tests/explainers/test_relax.py); its masks come from
+    the global torch generator on the image's device, here from ``seed`` on the CPU.
+
+    The same ``seed`` gives the same masks and bit-identical maps; every image of a batch gets
+    the same masks. ``batch_size`` masked images go through the encoder at once (None: sized for
+    the device by ``masked_per_forward``: about 64 at 224x224 on the CPU, up to 1,024 on CUDA as
+    free memory allows), several images' masks share a forward when ``n_masks`` fits; the maps do
+    not depend on it beyond rounding. The unmasked images' reference embeddings come from one
+    forward of the whole batch. With ``precision="bf16"`` the encoder runs under bf16 autocast;
+    the cosine similarities and the statistics are float32. ``compile=True`` runs the masked
+    forwards through ``torch.compile`` (the reference forward stays eager, as in a forward shared
+    with other explainers). ``progress=True`` shows a bar and the compile time;
+    ``on_progress(done, total)`` is called after each forward with the masked images done so far.
+    The encoder maps (B, 3, H, W) images to (B, D) embeddings and should be in eval mode.
 
     Args:
         encoder: the network to explain, (B, 3, H, W) images -> (B, D) embeddings.
@@ -71,8 +77,11 @@ class RELAX(Explainer):
         seed: the seed of the masks.
         progress: show a progress bar and the compile time.
         variant: ``"paper"`` or ``"original"``.
-        upsample, threshold, precision, compile: as for ``Explainer``.
+        upsample: the maps' upsampling, as for ``Explainer``.
+        threshold: the maps' threshold, as for ``Explainer``.
+        precision: the forwards' precision, as for ``Explainer``.
         on_progress: called as ``on_progress(done, total)`` after each forward.
+        compile: compile the encoder's forward, as for ``Explainer``.
 
     Raises:
         ValueError: ``variant`` is unknown, ``n_masks``, ``cells`` or ``batch_size`` is not a
@@ -120,24 +129,20 @@ class RELAX(Explainer):
         self.u_relax: Tensor | None = None
 
     def sample_grids(self, size: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor]:
-        """The (n_masks, cells, cells) keep-grids and, for the original variant, (n_masks, 2) shifts."""
+        """The (n_masks, cells, cells) keep-grids, then (n_masks, 2) row and column shifts in [0, cells).
+
+        Drawn from ``torch.Generator().manual_seed(seed)`` on the CPU; the paper variant ignores the shifts.
+        """
         generator = torch.Generator().manual_seed(self.seed)
         grids = (torch.rand(self.n_masks, self.cells, self.cells, generator=generator) < self.p).float()
-        cell = [math.ceil(side / self.cells) for side in size]
-        shifts = torch.stack([torch.randint(0, c, (self.n_masks,), generator=generator) for c in cell], dim=1)
+        shifts = torch.stack([torch.randint(0, self.cells, (self.n_masks,), generator=generator) for _ in size], dim=1)
         return grids.to(device), shifts.to(device)
 
     def masks(self, grids: Tensor, shifts: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """(n, H, W) masks to multiply the image with, and the (n, h, w) weights to average over."""
         if self.variant == "paper":
             return F.interpolate(grids[:, None], size=size, mode="nearest")[:, 0], grids
-        cell = [math.ceil(side / self.cells) for side in size]
-        big = [(self.cells + 1) * c for c in cell]
-        smooth = F.interpolate(grids[:, None], size=big, mode="bilinear", align_corners=False)[:, 0]
-        rows = shifts[:, :1] + torch.arange(size[0], device=grids.device)
-        cols = shifts[:, 1:] + torch.arange(size[1], device=grids.device)
-        index = torch.arange(len(grids), device=grids.device)[:, None, None]
-        masks = smooth[index, rows[:, :, None], cols[:, None, :]]
+        masks = original_masks(grids, shifts, size)
         return masks, masks
 
     def embed(self, images: Tensor, compiled: bool = False) -> Tensor:
@@ -227,6 +232,38 @@ class RELAX(Explainer):
         median = self.uncertainty.flatten(1).median(dim=1).values
         self.u_relax = self.importance * (self.uncertainty <= median[:, None, None])
         return self.importance
+
+
+def original_masks(grids: Tensor, shifts: Tensor, size: tuple[int, int]) -> Tensor:
+    """relax-xai 0.0.5's smooth masks: grids upsampled to the image, reflect-padded, cropped at a shift.
+
+    Each (cells, cells) grid is resized bilinearly (``align_corners=False``) to ``size``,
+    reflect-padded by ``cells // 2`` pixels on every side, and the ``size`` window starting at its
+    (row, column) shift is kept.
+
+    Args:
+        grids: (n, cells, cells) keep-grids of 0 and 1.
+        shifts: (n, 2) row and column shifts, each in [0, cells).
+        size: the images' (H, W).
+
+    Returns:
+        The (n, H, W) masks, in [0, 1].
+
+    Raises:
+        ValueError: the images are not larger than the padding (reflection needs it).
+    """
+    pad = grids.shape[-1] // 2
+    if pad >= min(size):
+        raise ValueError(
+            f"RELAX variant='original' reflect-pads its masks by cells // 2 = {pad} pixels, which needs images "
+            f"larger than that; got images of size {tuple(size)}"
+        )
+    smooth = F.interpolate(grids[:, None], size=size, mode="bilinear", align_corners=False)
+    padded = F.pad(smooth, (pad, pad, pad, pad), mode="reflect")[:, 0]
+    rows = shifts[:, :1] + torch.arange(size[0], device=grids.device)
+    cols = shifts[:, 1:] + torch.arange(size[1], device=grids.device)
+    index = torch.arange(len(grids), device=grids.device)[:, None, None]
+    return padded[index, rows[:, :, None], cols[:, None, :]]
 
 
 def masked_per_forward(size: tuple[int, int], n_masked: int, device_type: str, free_bytes: int | None = None) -> int:

@@ -40,7 +40,8 @@ def load_model(
     - ``"resnet50"``: torchvision ResNet50 with the paper's IMAGENET1K_V1 weights; 1000 logits.
       Any other torchvision classification model (``"resnet18"``, ``"vgg16"``, ...) by its name,
       with torchvision's default weights or ``weights="<enum name>"`` (e.g. ``"IMAGENET1K_V2"``).
-      Classifiers carry ``model.class_names`` (the 1000 ImageNet categories).
+      Classifiers carry ``model.class_names`` (the 1000 ImageNet categories); every other model
+      (the encoders) has ``class_names = None``, so methods that need labels refuse it.
     - ``"dino-resnet50"``, ``"mocov2"``, ``"mocov3-resnet50"``, ``"barlowtwins"``, ``"vicreg"``,
       ``"swav-fair"``: the official ResNet50 releases of these self-supervised methods
       (``lafam_utils.models.releases``); ``embedding="backbone"`` (default) or ``"projection"``.
@@ -103,6 +104,7 @@ def load_model(
             f"unknown model {name!r}.{hint} Known: {', '.join(named)} "
             "and torchvision's classification models (torchvision.models.list_models())."
         )
+    model.class_names = getattr(model, "class_names", None)  # encoders: None, refused by methods that need labels
     model.eval()
     return model if device is None else model.to(device)
 

@@ -30,7 +30,7 @@ class Params:
     images_root: str | None = _param(None, "imagenet-s only: the folder of the ImageNet validation images")
     classifier: str | None = _param(None, "None: the dataset's default, shapes-supervised (synthetic) or resnet50")
     encoders: list[str] | None = _param(None, 'None: the dataset\'s default, ["shapes-simclr"] (synthetic) or ["simclr", "swav"]')
-    methods: list[str] = _param(("eigencam", "fem", "random"), "registered methods compared beside the paper's pairs in the tables, on the classifier (and, label-free ones, on every encoder); [] for the paper's pairs alone")
+    methods: list[str] = _param(("eigencam", "fem", "random", "lafam-lrp", "lafam-fused"), "registered methods compared beside the paper's pairs in the tables, on the classifier (and, label-free ones, on every encoder); [] for the paper's pairs alone")
     plugins: list[str] = _param((), "Python files (relative to the repository root) or module names imported first, e.g. to register your own method")
     checkpoints: dict[str, str] | None = _param(None, '{model name: local weights file}, e.g. {"simclr": "weights/simclr_imagenet.ckpt"}')
     weights_dir: str | None = _param(None, "a folder holding the published weight files under their download names")

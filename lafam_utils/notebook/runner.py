@@ -16,6 +16,8 @@ folders) are taken from the repository root (``repo_path``), whatever the workin
 
 A parameter that ``Params`` (``params.py``) does not define, or a value of the wrong type, stops
 the series before any notebook starts, with the list of valid names.
+
+The kernels talk to the runner over IPC sockets (``kernel_manager_config``), not TCP ports.
 """
 
 from __future__ import annotations
@@ -25,18 +27,42 @@ import logging
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
 
+if TYPE_CHECKING:
+    from traitlets.config import Config
+
 HEADLESS_ENV = {"LAFAM_PROGRESS": "text", "TQDM_MININTERVAL": "5"}
 """Environment of the kernels the runner starts (a variable already set keeps its value)."""
+
+
+@contextmanager
+def kernel_manager_config() -> Iterator[Config]:
+    """The kernel manager's settings for the runner's kernels: IPC sockets where ZeroMQ has them.
+
+    A kernel on TCP ports without CurveZMQ keys sends code and outputs in plain text, and ipykernel
+    warns so ("Kernel is running over TCP without encryption") at every start. The runner's kernels
+    run on its own machine, so they use IPC sockets instead, in a temporary folder that only the
+    user can open, removed after the block. Where ZeroMQ has no IPC transport (Windows), the manager
+    provisions CurveZMQ keys for the kernels whose kernelspec declares support.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("ipc"):
+        yield Config({"KernelManager": {"transport_encryption": "auto"}})
+        return
+    with tempfile.TemporaryDirectory(prefix="lafam-kernels-") as folder:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
 
 
 class NotebookFailed(RuntimeError):
@@ -182,7 +208,7 @@ def run_series(
     notebooks = numbered_notebooks(notebooks_dir, only)
     executed = []
     logging.getLogger("papermill").addFilter(_known_parameter_notice)  # once: adding the same filter again is a no-op
-    with headless_environment():
+    with headless_environment(), kernel_manager_config() as kernel_config:
         for number, notebook in enumerate(notebooks, start=1):
             target = out / notebook.name
             print(f"[{number}/{len(notebooks)}] running {notebook.name} -> {target}", flush=True)
@@ -197,6 +223,7 @@ def run_series(
                     progress_bar={"desc": f"{notebook.stem} cells", "leave": True},
                     stdout_file=sys.stdout if stream_output else None,
                     stderr_file=sys.stderr if stream_output else None,
+                    config=kernel_config,
                 )
             except PapermillExecutionError as err:
                 raise NotebookFailed(

@@ -97,8 +97,12 @@ class Session:
     @cached_property
     def pairs(self) -> list[Pair]:
         """The paper's pairs, then ``params.methods`` on each model they apply to (``applies_to``)."""
+        return self.pairs_with(self.params.methods)
+
+    def pairs_with(self, methods: Sequence[str]) -> list[Pair]:
+        """The paper's pairs, then ``methods`` on each model they apply to (loads the models to check that)."""
         return comparison_pairs(
-            self.classifier, self.encoders, self.params.methods, lambda model, method: applies_to(method, self.models[model])
+            self.classifier, self.encoders, methods, lambda model, method: applies_to(method, self.models[model])
         )
 
     def model(self, name: str) -> nn.Module:

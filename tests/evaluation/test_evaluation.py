@@ -347,6 +347,13 @@ def test_failed_start_writes_nothing_and_the_corrected_call_runs(tmp_path):
     assert len(table) == 2 and (table["error"] == "").all()
 
 
+def test_a_method_that_needs_labels_is_refused_on_an_encoder(tmp_path):
+    data = lu.SyntheticShapes(n=2, split="single", seed=3)
+    with pytest.raises(ValueError, match="model 'shapes-simclr' with method 'gradcam'.*class score.*no classes"):
+        lu.evaluate(data, [("shapes-simclr", "lafam"), ("shapes-simclr", "gradcam")], results_dir=tmp_path, progress=False)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
 def test_damaged_chunks_are_recomputed_with_a_warning(reference, tmp_path):
     """Problem 3: a truncated, an emptied and a swapped chunk used to crash or give wrong rows."""
     run_dir = Path(run(tmp_path, ToyDataset(n=10, broken=(4,))).attrs["run_dir"])

@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import numpy as np
@@ -13,6 +14,7 @@ from lafam_utils.explainers.dff import nmf
 from peer_helpers import identity_model, layer4_activations
 
 K = 5
+PGC = "pytorch-grad-cam"
 
 
 def sklearn_start(matrix: np.ndarray, k: int = K, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -43,17 +45,41 @@ def relative_error(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
 
 
+def collins_nmf(matrix: torch.Tensor, k: int, seed: int, max_iter: int = 200, tol: float = 1e-4):
+    """Collins et al.'s NMF (edocollins/DFF nmf.py, cuda=False) for one (P, C) matrix, written out:
+    start from the global generator seeded with ``seed``, multiplicative updates of W then H, the
+    error tested every 10 iterations."""
+    torch.manual_seed(seed)
+    scale = math.sqrt(matrix.mean() / k)
+    w, h = (torch.randn(matrix.shape[0], k) * scale).abs(), (torch.randn(k, matrix.shape[1]) * scale).abs()
+    at_start = previous = torch.linalg.norm(matrix - w @ h)
+    for n_iter in range(max_iter):
+        denominator = w @ (h @ h.T)
+        w = w * ((matrix @ h.T) / torch.where(denominator == 0, 1e-7, denominator))
+        denominator = (w.T @ w) @ h
+        h = h * ((w.T @ matrix) / torch.where(denominator == 0, 1e-7, denominator))
+        if n_iter % 10 == 0:
+            error = torch.linalg.norm(matrix - w @ h)
+            if (previous - error) / at_start < tol:
+                break
+            previous = error
+    return w, h, n_iter + 1
+
+
 def test_registered_with_its_title(resnet50):
     built = lu.explainer("DFF", resnet50, n_components=3, joint=True)
     assert type(built) is DFF and built.title == "DFF" and (built.n_components, built.joint) == (3, True)
+    assert built.variant == "paper"
     with pytest.raises(ValueError, match="n_components"):
         lu.explainer("dff", resnet50, n_components=0)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        lu.explainer("dff", resnet50, variant="sklearn")
     with pytest.raises(RuntimeError, match="call the explainer"):
         built.concept_images((8, 8))
 
 
 def test_joint_equals_pytorch_grad_cam_from_the_same_start(resnet50, images):
-    explainer = SklearnStartDFF(resnet50, n_components=K, joint=True, upsample="bilinear")
+    explainer = SklearnStartDFF(resnet50, n_components=K, joint=True, upsample="bilinear", variant=PGC)
     explainer(images)
     concepts, maps = reference_factors(layer4_activations(resnet50, images))
     assert explainer.concept_maps.shape == (3, K, 4, 5)
@@ -72,7 +98,7 @@ def test_joint_equals_pytorch_grad_cam_from_the_same_start(resnet50, images):
 
 
 def test_per_image_equals_pytorch_grad_cam_on_each_image(resnet50, images):
-    explainer = SklearnStartDFF(resnet50, n_components=K, upsample=None)
+    explainer = SklearnStartDFF(resnet50, n_components=K, upsample=None, variant=PGC)
     maps = explainer(images)
     acts = layer4_activations(resnet50, images)
     for i in range(3):
@@ -99,7 +125,52 @@ def test_stops_at_the_same_iteration_as_scikit_learn():
     assert len(set(n_iter.tolist())) > 1  # each matrix stopped on its own
 
 
-def test_recovers_planted_concepts_and_shows_the_one_with_most_mass():
+@pytest.mark.parametrize("joint", [False, True])
+def test_paper_variant_equals_collins_et_als_solver(resnet50, images, joint):
+    explainer = lu.explainer("dff", resnet50, joint=joint, seed=3, upsample=None)
+    maps = explainer(images)
+    acts = torch.from_numpy(layer4_activations(resnet50, images))  # (3, 2048, 4, 5), after a ReLU
+    matrices = [acts.permute(0, 2, 3, 1).reshape(-1, 2048)] if joint else [a.flatten(1).T for a in acts]
+    for i, matrix in enumerate(matrices):
+        heat, profiles, n_iter = collins_nmf(matrix, K, seed=3)
+        ours = explainer.concept_maps.flatten(2).transpose(1, 2).reshape(-1, K) if joint else None
+        ours = ours if joint else explainer.concept_maps[i].flatten(1).T
+        assert relative_error(ours.numpy(), heat.numpy()) < 1e-3
+        assert relative_error(explainer.concepts[i].T.numpy(), profiles.numpy()) < 1e-3
+        assert int(explainer.n_iter[i]) == n_iter
+    chosen = explainer.concept_maps[torch.arange(3), explainer.selected]
+    assert torch.allclose(maps, minmax_normalize(chosen), atol=1e-6)
+
+
+def test_paper_variant_stops_where_collins_et_als_solver_stops():
+    # exact rank-3 matrices: the error stops falling by tol of its start between two tests, at different iterations
+    generator = torch.Generator().manual_seed(4)
+    planted = torch.rand(4, 30, 3, generator=generator) @ torch.rand(4, 3, 12, generator=generator)
+    explainer = lu.explainer("dff", identity_model(), n_components=3, seed=1, tol=1e-2)
+    explainer.from_activations(planted.transpose(1, 2).reshape(4, 12, 5, 6))
+    stops = [collins_nmf(matrix, 3, seed=1, tol=1e-2)[2] for matrix in planted]
+    assert explainer.n_iter.tolist() == stops and max(stops) < 200 and len(set(stops)) > 1
+
+
+def test_paper_variant_keeps_zero_entries_where_the_literal_updates_give_nan():
+    # on this image a factor entry reaches exactly 0 while its denominator is a subnormal float32 number:
+    # Collins et al.'s code multiplies 0 by an infinite ratio (NaN on CPUs that keep subnormals)
+    model = lu.load_model("shapes-supervised")
+    data = lu.SyntheticShapes(n=14, split="single", seed=1)
+    acts = torch.from_numpy(layer4_activations(model, data[13]["image"][None]))
+    explainer = lu.explainer("dff", model)
+    assert torch.isfinite(explainer.from_activations(acts)).all()
+    assert torch.isfinite(explainer.concept_maps).all() and torch.isfinite(explainer.concepts).all()
+
+
+def test_paper_variant_refuses_negative_activations():
+    with pytest.raises(ValueError, match="non-negative.*down to -1"):
+        lu.explainer("dff", identity_model())(torch.full((1, 3, 4, 4), -1.0))
+    lu.explainer("dff", identity_model(), variant=PGC)(torch.full((1, 3, 4, 4), -1.0))  # shifted by the minimum
+
+
+@pytest.mark.parametrize("variant", ["paper", PGC])
+def test_recovers_planted_concepts_and_shows_the_one_with_most_mass(variant):
     # two concepts with disjoint channels and disjoint halves of a 4x6 map; the second carries 3x the mass
     # (from a random start coordinate descent can lose a concept on such a tiny problem: with data seeds
     # 0..5 and starts 0..4, 8 of 30 runs end with both components on one half; these data recover from all 5)
@@ -110,24 +181,27 @@ def test_recovers_planted_concepts_and_shows_the_one_with_most_mass():
     profiles = torch.zeros(8, 2)
     profiles[:4, 0], profiles[4:, 1] = 1.0, 1.0
     acts = (profiles @ maps.flatten(1)).view(1, 8, 4, 6)
-    explainer = lu.explainer("dff", identity_model(), n_components=2, upsample=None, max_iter=2000, tol=1e-8)
+    explainer = lu.explainer(
+        "dff", identity_model(), n_components=2, upsample=None, max_iter=2000, tol=1e-8, variant=variant
+    )
     found = explainer.from_activations(acts)
-    assert int(explainer.selected[0]) == int(explainer.concept_maps[0].sum(dim=(1, 2)).argmax())
     assert torch.allclose(minmax_normalize(found), minmax_normalize(maps[1:]), atol=1e-3)
     other = explainer.concept_maps[0, 1 - int(explainer.selected[0])]
     assert torch.allclose(minmax_normalize(other[None]), minmax_normalize(maps[:1]), atol=1e-3)
 
 
-def test_per_image_maps_do_not_depend_on_the_batch(resnet50, images):
-    explainer = lu.explainer("dff", resnet50)
+@pytest.mark.parametrize("variant", ["paper", PGC])
+def test_per_image_maps_do_not_depend_on_the_batch(resnet50, images, variant):
+    explainer = lu.explainer("dff", resnet50, variant=variant)
     batch = explainer(images)
     assert batch.shape == (3, 97, 130) and explainer.n_iter.shape == (3,)
     single = torch.cat([explainer(images[i : i + 1]) for i in range(3)])
     assert torch.allclose(batch, single, atol=1e-4)
 
 
-def test_constant_activations_give_zero_maps():
-    explainer = lu.explainer("dff", identity_model(), upsample=None)
+def test_constant_activations_give_zero_maps_after_the_offset():
+    # (without the offset, the paper's factorisation of a constant matrix splits it among the concepts at random)
+    explainer = lu.explainer("dff", identity_model(), upsample=None, variant=PGC)
     maps = explainer(torch.full((2, 3, 5, 7), 0.3))
     assert maps.shape == (2, 5, 7)
     assert torch.equal(maps, torch.zeros_like(maps))

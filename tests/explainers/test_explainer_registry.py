@@ -133,3 +133,21 @@ def test_minmax_is_exact_at_both_ends_and_keeps_nan():
     constant_and_nan = torch.stack([torch.full((3, 3), 2.5), torch.full((3, 3), float("nan"))])
     result = minmax_normalize(constant_and_nan)
     assert (result[0] == 0).all() and result[1].isnan().all()
+
+
+def test_a_method_that_needs_labels_refuses_a_model_without_classes():
+    encoder = tiny_classifier()
+    encoder.class_names = None  # as the package's encoders declare
+    with pytest.raises(ValueError, match="Grad-CAM explains a class score.*has no classes"):
+        lu.explainer("gradcam", encoder)
+    assert not lu.applies_to("gradcam", encoder) and lu.applies_to("lafam", encoder)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert lu.explainer("lafam", encoder)(x).shape == (2, 16, 16)
+    # a plain module says nothing about classes: its output is read as class scores
+    assert lu.explainer("gradcam", tiny_classifier())(x).shape == (2, 16, 16)
+
+
+def test_the_packages_encoders_declare_no_classes_and_its_classifiers_their_names():
+    assert lu.load_model("simclr", weights=None).class_names is None
+    assert lu.load_model("shapes-simclr").class_names is None
+    assert len(lu.load_model("resnet50", weights=None).class_names) == 1000

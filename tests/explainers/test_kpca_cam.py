@@ -40,6 +40,25 @@ def test_equals_scikit_learn_kernel_pca_with_the_channel_mean_sign(resnet50, ima
     assert np.abs(maps.numpy() - expected).max() < 1e-4
 
 
+@pytest.mark.parametrize(
+    ("kernel", "gamma"), [("sigmoid", None), ("rbf", RBF_GAMMA), ("poly", None), ("linear", None), ("cosine", None)]
+)
+def test_pytorch_grad_cam_sign_equals_scikit_learn_kernel_pca(resnet50, images, kernel, gamma):
+    explainer = lu.explainer("kpca-cam", resnet50, kernel=kernel, gamma=gamma, upsample=None, sign="pytorch-grad-cam")
+    acts = layer4_activations(resnet50, images)
+    expected = normalised(get_2d_projection_kernel(acts, kernel, gamma))
+    assert np.abs(explainer(images).numpy() - expected).max() < 1e-4
+
+
+def test_pytorch_grad_cam_sign_equals_pytorch_grad_cam_after_its_resize(resnet50, images):
+    maps = lu.explainer("kpca-cam", resnet50, upsample="bilinear", sign="pytorch-grad-cam")(images)
+    with ReferenceKPCACAM(resnet50, [resnet50.layer4]) as reference:
+        expected = reference(images, targets=None)
+    assert np.abs(minmax_normalize(maps).numpy() - expected).max() < 1e-4
+    with pytest.raises(ValueError, match="sign must be one of"):
+        lu.explainer("kpca-cam", resnet50, sign="max-abs")
+
+
 def test_equals_pytorch_grad_cam_after_its_resize_up_to_its_sign(resnet50, images):
     maps = lu.explainer("kpca-cam", resnet50, upsample="bilinear")(images)
     with ReferenceKPCACAM(resnet50, [resnet50.layer4]) as reference:

@@ -1,6 +1,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from relax_xai import relax as relax_xai
+from relax_xai.masking_functions import mask_generator
 from torch import nn
 
 import lafam_utils as lu
@@ -134,6 +136,43 @@ def test_importance_and_uncertainty_equal_a_direct_computation(small_images, var
         assert torch.allclose(relax.uncertainty[i], uncertainty, atol=1e-6)
         keep = relax.uncertainty[i] <= relax.uncertainty[i].flatten().median()
         assert torch.equal(relax.u_relax[i], relax.importance[i] * keep)
+
+
+@pytest.mark.parametrize(("cells", "size"), [(7, (19, 23)), (4, (20, 20)), (2, (9, 5))])
+def test_original_masks_are_relax_xais(cells, size):
+    # relax-xai draws the grids, then the row and then the column shifts from the global generator
+    torch.manual_seed(3)
+    expected = next(mask_generator(12, size, "cpu", num_cells=cells, probablity_of_drop=0.5))[:, 0]
+    torch.manual_seed(3)
+    grids = (torch.rand(12, 1, cells, cells) < 0.5).float()[:, 0]
+    shifts = torch.stack([torch.randint(0, cells, (12,)), torch.randint(0, cells, (12,))], dim=1)
+    masks, weights = lu.RELAX(tiny_encoder(), cells=cells, variant="original").masks(grids, shifts, size)
+    assert torch.equal(masks, expected) and weights is masks
+
+
+def test_original_variant_equals_relax_xai_on_the_same_masks(small_images, monkeypatch):
+    encoder = tiny_encoder()
+    relax = lu.RELAX(encoder, n_masks=30, cells=3, batch_size=7, variant="original")
+    relax(small_images)
+    image_masks, _ = relax.masks(*relax.sample_grids((20, 20), small_images.device), (20, 20))
+    for i, image in enumerate(small_images):
+        batches = iter(image_masks.split(10))  # relax-xai's batches of masks, injected
+        def injected(*args, batches=batches, **kwargs):
+            return iter([next(batches)[:, None]])
+
+        monkeypatch.setattr(relax_xai, "mask_generator", injected)
+        with torch.no_grad():
+            reference = relax_xai.RELAX(image[None], encoder, batch_size=10, num_batches=3)
+            reference.forward()
+        assert torch.allclose(relax.importance[i], reference.importance, atol=1e-5)
+        # relax-xai keeps the running sum of weighted squared deviations: the variance times the weights
+        assert torch.allclose(relax.uncertainty[i] * reference.sum_of_weights, reference.uncertainty, atol=1e-5)
+        assert reference.sum_of_weights.amin() > 1  # a non-trivial weighting
+
+
+def test_original_masks_need_images_larger_than_the_padding():
+    with pytest.raises(ValueError, match="cells // 2 = 3 pixels"):
+        lu.RELAX(tiny_encoder(), n_masks=2, cells=7, variant="original")(torch.rand(1, 3, 3, 12))
 
 
 def test_masks_follow_the_configuration():

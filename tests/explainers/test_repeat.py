@@ -1,12 +1,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from skimage.filters import threshold_mean
+from skimage import filters
 from torch import nn
 
 import lafam_utils as lu
 from lafam_utils.explainers import REPEAT
 from lafam_utils.explainers.repeat import probability_of_importance
+from lafam_utils.explainers.thresholds import THRESHOLDS
 from lafam_utils.explainers.shared_forward import explain_together
 
 
@@ -43,14 +44,17 @@ def official_relax(encoder: nn.Module, image: torch.Tensor, run: lu.RELAX) -> to
     return importance
 
 
-def official_repeat(encoder: nn.Module, image: torch.Tensor, runs: list[lu.RELAX]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Wickstrom/REPEAT's ``REPEAT.forward`` (explanation_threshold="mean"): probability and uncertainty."""
+def official_repeat(
+    encoder: nn.Module, image: torch.Tensor, runs: list[lu.RELAX], threshold: str = "mean"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """repeat_xai 0.1.0's ``REPEAT.forward``: each repeat votes ``R / max R`` where ``R >= t(R)`` (skimage's
+    threshold ``t``); probability = the votes' mean, uncertainty = its Bernoulli variance."""
     probability = 0
     for run in runs:
         importance = official_relax(encoder, image, run)
-        threshold = threshold_mean(importance.numpy())
+        cut = float(getattr(filters, f"threshold_{threshold}")(importance.numpy()))
         weight = importance / importance.max()
-        probability = probability + weight * (importance > float(threshold))
+        probability = probability + weight * (importance >= cut)
     probability = probability / len(runs)
     return probability, probability * (1 - probability)
 
@@ -59,31 +63,40 @@ def test_registered_with_its_title():
     built = lu.explainer("REPEAT", tiny_encoder(), n_repeats=3, n_masks=8)
     assert type(built) is REPEAT and built.title == "REPEAT" and (built.n_repeats, built.n_masks) == (3, 8)
     assert not built.needs_labels and not built.needs_layer
-    assert lu.explainer("repeat", tiny_encoder()).n_masks == 1000
+    default = lu.explainer("repeat", tiny_encoder())
+    assert (default.n_repeats, default.n_masks, default.variant, default.explanation_threshold) == (
+        10, 1000, "original", "mean"
+    )
     with pytest.raises(ValueError, match="n_repeats"):
         lu.explainer("repeat", tiny_encoder(), n_repeats=0)
+    with pytest.raises(ValueError, match="explanation_threshold must be one of"):
+        lu.explainer("repeat", tiny_encoder(), explanation_threshold="yen")
 
 
-def test_probability_is_the_mean_of_max_scaled_votes_above_the_mean():
+def test_probability_is_the_mean_of_max_scaled_votes_at_or_above_the_mean():
     importance = torch.tensor(
         [
-            [[[4.0, 2.0], [0.0, 2.0]]],  # mean 2: only 4 votes, with weight 4/4
+            [[[4.0, 2.0], [0.0, 2.0]]],  # mean 2: 4 and both 2s (ties vote, >=), with weights 1, 2/4, 2/4
             [[[1.0, 3.0], [2.5, 1.5]]],  # mean 2: 3 and 2.5 vote, with weights 1 and 2.5/3
             [[[0.0, 0.0], [0.0, 0.0]]],  # RELAX zeroed this repeat: it votes 0 (the official code gives NaN)
         ]
     )
-    expected = torch.tensor([[[1.0, 1.0], [2.5 / 3, 0.0]]]) / 3
+    expected = torch.tensor([[[1.0, 1.5], [2.5 / 3, 0.5]]]) / 3
     assert torch.allclose(probability_of_importance(importance), expected)
 
 
-@pytest.mark.parametrize("variant", ["paper", "original"])
-def test_equals_the_official_computation_image_by_image(small_images, variant):
+@pytest.mark.parametrize(
+    ("variant", "threshold"), [("original", "mean"), ("paper", "mean"), ("original", "otsu"), ("original", "li")]
+)
+def test_equals_the_official_computation_image_by_image(small_images, variant, threshold):
     encoder = tiny_encoder()
-    explainer = lu.explainer("repeat", encoder, n_repeats=4, n_masks=24, cells=3, seed=7, variant=variant)
+    explainer = lu.explainer(
+        "repeat", encoder, n_repeats=4, n_masks=24, cells=3, seed=7, variant=variant, explanation_threshold=threshold
+    )
     maps = explainer(small_images)
     runs = [lu.RELAX(encoder, n_masks=24, cells=3, seed=7 + r, variant=variant) for r in range(4)]
     for i in range(3):
-        probability, uncertainty = official_repeat(encoder, small_images[i : i + 1], runs)
+        probability, uncertainty = official_repeat(encoder, small_images[i : i + 1], runs, threshold)
         assert torch.allclose(explainer.importance[i], probability, atol=1e-5)
         assert torch.allclose(explainer.uncertainty[i], uncertainty, atol=1e-5)
     assert explainer.importance.shape == ((3, 3, 3) if variant == "paper" else (3, 21, 19))
@@ -93,7 +106,7 @@ def test_equals_the_official_computation_image_by_image(small_images, variant):
 
 def test_repeat_zero_is_relax_with_the_same_seed_and_repeats_differ(small_images):
     encoder = tiny_encoder()
-    explainer = lu.explainer("repeat", encoder, n_repeats=3, n_masks=16, cells=3, seed=5)
+    explainer = lu.explainer("repeat", encoder, n_repeats=3, n_masks=16, cells=3, seed=5, variant="paper")
     explainer(small_images)
     relax = lu.RELAX(encoder, n_masks=16, cells=3, seed=5)
     relax(small_images)
@@ -133,3 +146,20 @@ def test_an_encoder_that_ignores_the_masking_gives_zero_maps(small_images):
     with pytest.warns(UserWarning, match="did not change under masking"):
         maps = explainer(small_images[:1])
     assert torch.equal(maps, torch.zeros(1, 21, 19))
+
+
+@pytest.mark.parametrize("name", list(THRESHOLDS))
+def test_thresholds_equal_scikit_image(name):
+    generator = torch.Generator().manual_seed(0)
+    samples = [
+        torch.rand(400, generator=generator),
+        torch.randn(300, generator=generator) ** 2,
+        torch.rand(49, generator=generator) * 0.1 + 0.5,
+        torch.cat([torch.randn(200, generator=generator), torch.randn(50, generator=generator) + 4]),
+    ]
+    for values in samples:
+        expected = float(getattr(filters, f"threshold_{name}")(values.numpy()))
+        ours = float(THRESHOLDS[name](values))
+        assert abs(ours - expected) <= 1e-5 * float(values.max() - values.min())  # float32 (skimage) vs float64
+    constant = torch.full((9,), 0.25)
+    assert float(THRESHOLDS[name](constant)) == 0.25

@@ -130,3 +130,20 @@ def test_a_vit_offers_its_blocks_and_auto_reads_each_methods_default_layer():
     explorer.layer.value = "auto"
     explorer.method.value = "attention"
     assert explorer.layer.disabled and bytes(explorer.image.value).startswith(PNG_SIGNATURE)
+
+
+def test_lrp_layercam_and_fused_lafam_are_offered_where_they_apply(explorer):
+    from tiny_vits import tiny_dino
+
+    explorer.model.value = "shapes-supervised"
+    assert {"lafam-lrp", "lrp", "layercam", "lafam-fused"} <= set(explorer.method.options)
+    explorer.model.value = "shapes-simclr"
+    assert {"lafam-lrp", "lafam-fused"} <= set(explorer.method.options)
+    assert not {"lrp", "layercam"} & set(explorer.method.options)  # class scores: classifiers only
+    computed = explorer.computed
+    explorer.method.value = "lafam-lrp"
+    assert explorer.computed == computed + 1 and not explorer.layer.disabled
+    assert explorer.cache[explorer.key()].shape == (64, 64)
+    explorer.method.value = "lafam"
+    vit_only = Explorer(lu.SyntheticShapes(n=1, split="single", seed=0, size=64), {"vit": tiny_dino()}, relax_masks=4)
+    assert not {"lafam-lrp", "lrp", "lafam-fused"} & set(vit_only.method.options)  # zennit has no ViT rules

@@ -223,6 +223,7 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
         "walkthrough_explorer",
         "walkthrough_background_control",
         "fig1_qualitative",
+        "fig1_qualitative_lafam_lrp",
         "fig2_multi_object",
         "fig2_dff_concepts",
         "fig3_misclassified",
