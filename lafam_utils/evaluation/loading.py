@@ -416,6 +416,20 @@ class LoadingPool:
             self.busy = False
             (Path(self.folder) / f"{key}.pkl").unlink(missing_ok=True)
 
+    def wait_until_started(self, timeout: float = 300.0) -> float:
+        """Wait until every worker has started (imported what it needs); return ``start_seconds``.
+
+        Raises:
+            TimeoutError: they have not started within ``timeout`` seconds.
+            WorkerLost: a worker exited.
+        """
+        deadline = time.monotonic() + timeout
+        while self.start_seconds is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.size - len(self._ready)} loading processes not started in {timeout} s")
+            self._receive(-1, {}, False, load_item)  # no call is -1: stale items and tasks are dropped
+        return self.start_seconds
+
     def _receive(self, call: int, received: dict[int, Item], progress: bool, load: Callable[[int, str], Item]) -> None:
         """Take one message from the workers into ``received`` (items of call ``call``; others dropped).
 

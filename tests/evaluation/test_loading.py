@@ -114,6 +114,7 @@ def test_one_pool_serves_every_call_item_by_item_with_the_same_table(reference, 
     here = run(tmp_path / "c", ToyDataset(n=7), num_workers=0)
     pd.testing.assert_frame_equal(without_time(first), without_time(here))
 
+    pool.wait_until_started()
     log = tmp_path / "items.log"  # another dataset, the same pool
     table = run(tmp_path / "a", ToyDataset(n=10, broken=(4,), delay=0.1, log=str(log)), num_workers=2, progress=True)
     assert loading.current_pool() is pool and pool.start_seconds > 0
@@ -156,8 +157,10 @@ def test_one_pool_serves_every_call_item_by_item_with_the_same_table(reference, 
 @pytest.mark.slow
 def test_a_lost_worker_leaves_the_rest_to_this_process_and_the_next_call_starts_a_new_pool(reference, tmp_path):
     close_loading_pool()
+    assert loading.loading_pool(2).wait_until_started() > 0  # idle workers take the first tasks: one exits
+    exiting = ToyDataset(n=10, broken=(4,), delay=0.05, exit_in_worker=tuple(range(10)))
     with pytest.warns(UserWarning, match=r"loading process lafam-loading-\d exited with code 3; evaluate loads the"):
-        table = run(tmp_path / "a", ToyDataset(n=10, broken=(4,), exit_in_worker=(5,)), num_workers=2)
+        table = run(tmp_path / "a", exiting, num_workers=2)
     pd.testing.assert_frame_equal(without_time(table), without_time(reference))
     lost = loading.current_pool()
     with warnings.catch_warnings():
