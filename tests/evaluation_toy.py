@@ -1,9 +1,10 @@
 """A tiny dataset, models and metric function for the evaluation tests; also a script for subprocess runs.
 
-``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS] [--log FILE] [--go FILE] [--workers N]``
-evaluates the toy dataset (also under ``torchrun``; ``--workers``: loading processes); ``--delay`` slows every
-item down so a test can kill the run half-way; ``--log`` appends one line per explainer call (pid, explainer,
-model, hash of the images) so a test can tell whether two processes did the same work; ``--go`` creates
+``python tests/evaluation_toy.py RESULTS_DIR [--delay SECONDS] [--log FILE] [--items-log FILE] [--go FILE]
+[--workers N]`` evaluates the toy dataset (also under ``torchrun``; ``--workers``: loading processes); ``--delay``
+slows every item down so a test can kill the run half-way; ``--log`` appends one line per explainer call (pid,
+explainer, model, hash of the images) so a test can tell whether two processes did the same work;
+``--items-log`` one line per item read (pid, index), so a test knows the loading processes; ``--go`` creates
 ``FILE.<pid>.ready`` once imported and waits for ``FILE`` to exist, so that several processes start
 evaluating together.
 """
@@ -11,6 +12,7 @@ evaluating together.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import sys
 import time
@@ -25,12 +27,18 @@ PAIRS = [("toynet", "gradlike"), ("toynet", "lafam"), ("toyenc", "lafam")]
 
 
 class ToyDataset:
-    """``n`` random images with a square object mask; ``broken`` indices raise in ``__getitem__``."""
+    """``n`` random images with a square object mask; ``broken`` indices raise in ``__getitem__``.
+
+    ``log``: a file that gets one line ``pid index`` per item read; ``exit_in_worker``: indices whose
+    reading ends the process when it is a loading process (not the main one).
+    """
 
     name = "toy"
 
-    def __init__(self, n: int = 10, broken: tuple[int, ...] = (), delay: float = 0.0) -> None:
+    def __init__(self, n: int = 10, broken: tuple[int, ...] = (), delay: float = 0.0, log: str | None = None,
+                 exit_in_worker: tuple[int, ...] = ()) -> None:
         self.n, self.broken, self.delay = n, set(broken), delay
+        self.log, self.exit_in_worker = log, set(exit_in_worker)
 
     def __len__(self) -> int:
         return self.n
@@ -39,6 +47,11 @@ class ToyDataset:
         return f"img{index:03d}"
 
     def __getitem__(self, index: int) -> dict:
+        if index in self.exit_in_worker and multiprocessing.parent_process() is not None:
+            os._exit(3)
+        if self.log:
+            with open(self.log, "a") as file:
+                file.write(f"{os.getpid()} {index}\n")
         time.sleep(self.delay)
         if index in self.broken:
             raise OSError(f"image file {index} is truncated")
@@ -146,4 +159,5 @@ if __name__ == "__main__":
         Path(f"{options['--go']}.{os.getpid()}.ready").touch()
         while not Path(options["--go"]).exists():
             time.sleep(0.01)
-    run(sys.argv[1], ToyDataset(n=10, broken=(4,), delay=float(options.get("--delay", 0.0))), **extra)
+    dataset = ToyDataset(n=10, broken=(4,), delay=float(options.get("--delay", 0.0)), log=options.get("--items-log"))
+    run(sys.argv[1], dataset, **extra)

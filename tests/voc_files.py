@@ -13,6 +13,14 @@ def rgb_image(height: int, width: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(pixels)
 
 
+def photo_image(height: int, width: int, seed: int = 0) -> Image.Image:
+    """A photo-like image: a smooth colour field (a coarse random grid upsampled) with mild noise."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (max(2, height // 20), max(2, width // 20), 3), dtype=np.uint8))
+    smooth = np.asarray(coarse.resize((width, height), Image.Resampling.BILINEAR), dtype=np.int16)
+    return Image.fromarray(np.clip(smooth + rng.integers(-10, 11, smooth.shape), 0, 255).astype(np.uint8))
+
+
 def save_palette_png(labels: np.ndarray, path: Path) -> None:
     png = Image.fromarray(labels.astype(np.uint8), mode="P")
     png.putpalette(PALETTE)
@@ -39,12 +47,14 @@ VOC_OBJECTS = {
 }
 
 
-def write_voc(root: Path, objects: dict = VOC_OBJECTS, split: str = "val") -> Path:
+def write_voc(root: Path, objects: dict = VOC_OBJECTS, split: str = "val", image=rgb_image) -> Path:
+    """``objects`` (id -> (height, width, [(class id, rows, cols)])) as a VOC tree; ``image(height, width, seed)``
+    makes the pictures (random pixels by default)."""
     voc = root / "VOCdevkit" / "VOC2012"
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / folder).mkdir(parents=True, exist_ok=True)
     for seed, (item_id, (height, width, rects)) in enumerate(objects.items()):
-        rgb_image(height, width, seed).save(voc / "JPEGImages" / f"{item_id}.jpg", quality=95)
+        image(height, width, seed).save(voc / "JPEGImages" / f"{item_id}.jpg", quality=95)
         save_palette_png(voc_labels(height, width, *rects), voc / "SegmentationClass" / f"{item_id}.png")
     (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{i}\n" for i in objects))
     return voc

@@ -7,9 +7,10 @@
   forward on as many images and against 64 masked images per forward (the CPU's size);
 - gpu-paper: the paper's six pairs end to end (``evaluate``, 2048 masks) in s/image, projected to
   VOC (753 images) and ImageNet-S (11,294);
-- gpu-jpeg: LaFAM + Grad-CAM ``evaluate`` (bf16) from VOC-sized JPEGs on disk, loaded in this
-  process and by worker processes, against the same explainers and metrics on images already on
-  the device: the share of the run the device is busy (case 12's parts, ``loading``).
+- gpu-jpeg: LaFAM + Grad-CAM ``evaluate`` (bf16) from VOC-sized JPEGs on disk, decoded by Pillow
+  or on the device (nvJPEG), in this process and by the loading pool, against the same explainers
+  and metrics on images already on the device: the share of the run the device is busy
+  (loading-jpeg's parts).
 
 Only a CUDA device gets them by default; ``--tiny`` builds them at toy sizes with the small shapes
 models on any device, so that their code runs in the tests. No peer package (Captum,
@@ -25,10 +26,10 @@ import torch
 from torch import Tensor, nn
 
 import lafam_utils as lu
-from lafam_utils.evaluation.evaluator import default_workers
-from lafam_utils.paper import PAPER_PAIRS
+from lafam_utils.evaluation.loading import default_workers
 from lafam_utils.explainers.base import compiled_forward
 from lafam_utils.explainers.relax import free_memory, masked_per_forward
+from lafam_utils.paper import PAPER_PAIRS
 from lafam_utils.precision import forward_context, memory_format, resolve_precision
 
 from . import Case, Comparison, Contenders, Settings, images, probe_masks, resnet50
@@ -181,7 +182,7 @@ def cases(settings: Settings) -> list[Case]:
     if not (settings.cuda or settings.tiny):
         return []
     size = sizes(settings)
-    workers = max(2, default_workers())
+    workers = max(2, default_workers(settings.device))
     notes: dict[str, dict[str, object]] = {name: {} for name in (*PRECISIONS, "relax-tf32", "relax-bf16")}
     result = [
         Case(
@@ -256,7 +257,7 @@ def cases(settings: Settings) -> list[Case]:
             comparisons=comparisons(workers),
             items=size.jpegs,
             rounds=1,
-            targets_note="target: >= 1,500 images/s from JPEGs; each evaluate call starts its workers, in its time",
+            targets_note="target: >= 1,500 images/s from JPEGs; the pool was started by the warm-up round",
         ),
     ]
     return result

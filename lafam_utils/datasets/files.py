@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -129,6 +130,34 @@ def load_image(path: Path, mask_size: tuple[int, int], mask: Path) -> Image.Imag
     return image
 
 
+def read_encoded(path: Path, mask_size: tuple[int, int], mask: Path) -> torch.Tensor:
+    """An image file's bytes, undecoded, with the size in its header checked against its mask.
+
+    For decoding in batches later (``transforms.decode_images``); a file whose data is damaged
+    past the header fails there.
+
+    Args:
+        path: the image file.
+        mask_size: the mask's (width, height).
+        mask: the mask file, named in the error.
+
+    Returns:
+        The file's bytes as a 1-D uint8 tensor.
+
+    Raises:
+        DataFileError: the file cannot be read or has no image header, or does not fit the mask's
+            size (``check_sizes``).
+    """
+    try:
+        with Image.open(path) as file:  # the header only
+            size = file.size
+        data = path.read_bytes()
+    except UNREADABLE as error:
+        raise DataFileError(f"{path}: expected an image file, cannot read it ({error})") from None
+    check_sizes(mask, mask_size, size)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
 def file_stat(path: str) -> tuple[int, int] | None:
     """(size, mtime in ns) of a file, or None if there is no such file."""
     try:
@@ -151,6 +180,7 @@ __all__ = [
     "load_image",
     "missing_file",
     "open_png",
+    "read_encoded",
     "read_imagenet_s_labels",
     "read_voc_labels",
 ]

@@ -9,6 +9,8 @@ Items are dicts: ``"image"`` (3, size, size) float, ImageNet-normalised; ``"mask
 bool, the pixels of the image's object classes; ``"masks"`` (n_classes, size, size) bool, one per
 class in the order of ``"labels"`` (class names) and ``"label_ids"`` (the dataset's class ids);
 ``"id"``. Image and masks share the paper's geometry (``lafam_utils.datasets.transforms``).
+``encoded_item`` gives the same item with the image file's bytes in place of the image, for
+decoding in batches on a device (``transforms.decode_images``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from .files import check_sizes, decoded_size, load_image
+from .files import check_sizes, decoded_size, load_image, read_encoded
 from .index_cache import build_index
 from .transforms import preprocess_image, preprocess_mask
 
@@ -138,15 +140,33 @@ class SegmentationDataset(Dataset):
         return len(self.table)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        row, labels = self._labels(index)
+        image = load_image(Path(row["image_path"]), labels.shape[::-1], Path(row["mask_path"]))
+        return {"image": preprocess_image(image, self.size), **self._annotations(row, labels)}
+
+    def encoded_item(self, index: int) -> dict[str, Any]:
+        """Item ``index`` with the image file's bytes (``"encoded"``, a 1-D uint8 tensor) in place of ``"image"``.
+
+        ``transforms.decode_images(encoded, size)`` turns a batch of them into the images
+        ``__getitem__`` gives (within 1/255 before normalisation), on any device.
+
+        Raises:
+            DataFileError: the mask or the image file cannot be read, or their sizes do not fit.
+        """
+        row, labels = self._labels(index)
+        encoded = read_encoded(Path(row["image_path"]), labels.shape[::-1], Path(row["mask_path"]))
+        return {"encoded": encoded, **self._annotations(row, labels)}
+
+    def _labels(self, index: int) -> tuple[pd.Series, np.ndarray]:
         row = self.table.iloc[index]
-        mask_path = Path(row["mask_path"])
-        labels = self.read_labels(mask_path)
-        image = load_image(Path(row["image_path"]), labels.shape[::-1], mask_path)
+        return row, self.read_labels(Path(row["mask_path"]))
+
+    def _annotations(self, row: pd.Series, labels: np.ndarray) -> dict[str, Any]:
+        """An item's keys besides the image, from its index row and its mask's class ids."""
         labels = preprocess_mask(labels, self.size)
         ids = torch.tensor(row["class_ids"], dtype=labels.dtype).reshape(-1, 1, 1)
         masks = labels[None] == ids
         return {
-            "image": preprocess_image(image, self.size),
             "mask": masks.any(dim=0),
             "masks": masks,
             "labels": row["labels"],

@@ -12,22 +12,20 @@ The merged table is the same for any number of processes.
 
 A failing image never stops the run: an exception in ``dataset[i]``, in the explainer or in the
 metrics, or a map with NaN/inf values, becomes a row whose ``error`` says what happened and whose
-metric columns are NaN. Batches are loaded ahead in worker processes (``num_workers``) while the
-device explains the current one; the table is the same with any number of workers.
+metric columns are NaN. Batches are loaded ahead by a pool of loading processes (``num_workers``,
+``loading``) while the device explains the current one; the table is the same with any number of workers.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 import torch
@@ -36,7 +34,8 @@ from torch import Tensor, nn
 from ..metrics import compute, select
 from ..paper import PAPER_PAIRS, Pair
 from ..precision import Precision, check_precision, resolve_precision
-from . import run_store
+from . import loading, run_store
+from .loading import Decode, Item, LoadedBatch, describe_error
 from .run_store import CHUNKS, MANIFEST, RunStore, write_table_atomic
 
 MapFn = Callable[[Tensor], Tensor]
@@ -45,132 +44,12 @@ ID_COLUMNS = ("dataset", "index", "id", "labels", "model", "method", "prediction
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 NOT_SETTINGS = frozenset(
     {"dataset", "pairs", "results_dir", "metrics", "device", "models", "explainers", "explainer_kwargs", "csv", "progress"}
-    | {"num_workers"}
+    | {"num_workers", "decode"}
 )
 """``evaluate``'s arguments that enter the identity in their own form (or not at all: where results
-go, the device, progress output, the loading processes); every other argument, present or future,
-enters it as given."""
+go, the device, progress output, the loading processes, the decoding as resolved); every other
+argument, present or future, enters it as given."""
 WAIT_SECONDS = 0.2
-MAX_WORKERS = 8  # loading processes ``num_workers=None`` starts at most
-
-
-@dataclass
-class _Item:
-    """One dataset item, or the error raised while loading it."""
-
-    index: int
-    image: Tensor | None = None
-    mask: Tensor | None = None
-    labels: str = ""
-    id: str = ""
-    error: str = ""
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-def _load_item(dataset: Any, index: int, known_id: str = "") -> _Item:
-    """``dataset[index]`` checked for the expected keys; a failure is kept as the item's error
-    (with ``known_id``, the id the dataset lists for it)."""
-    try:
-        item = dataset[index]
-        image, mask = item["image"], item["mask"]
-        if not (isinstance(image, Tensor) and image.ndim == 3 and image.is_floating_point()):
-            got = getattr(image, "shape", type(image))
-            raise TypeError(f"expected item['image'] to be a float (3, H, W) tensor, got {got}")
-        if not (isinstance(mask, Tensor) and mask.shape == image.shape[1:]):
-            got = getattr(mask, "shape", type(mask))
-            raise TypeError(f"expected item['mask'] to be a tensor of shape {tuple(image.shape[1:])}, got {got}")
-        labels = item["labels"]
-        labels = labels if isinstance(labels, str) else "|".join(map(str, labels))
-        return _Item(index, image, mask.bool(), labels, str(item["id"]))
-    except Exception as error:  # noqa: BLE001 - any failure of one item is recorded, not raised
-        return _Item(index, id=known_id, error=_describe(error))
-
-
-class _Loaded(NamedTuple):
-    """One batch as loaded: its items (without their tensors) and the loaded items' images and masks stacked."""
-
-    batch: int
-    items: list[_Item]
-    x: Tensor | None
-    masks: Tensor | None
-
-
-class _BatchLoader(torch.utils.data.Dataset):
-    """The dataset's batches (batch ``b``: indices ``b*batch_size`` up to the next), loaded and stacked;
-    a map-style dataset for a ``DataLoader`` whose worker processes load batches ahead."""
-
-    def __init__(self, dataset: Any, batch_size: int, ids: list[str] | None) -> None:
-        self.dataset, self.batch_size, self.ids = dataset, batch_size, ids
-
-    def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
-
-    def __getitem__(self, batch: int) -> _Loaded:
-        indices = range(batch * self.batch_size, min((batch + 1) * self.batch_size, len(self.dataset)))
-        items = [_load_item(self.dataset, i, self.ids[i] if self.ids else "") for i in indices]
-        loaded = [item for item in items if not item.error]
-        if not loaded:
-            return _Loaded(batch, items, None, None)
-        shapes = {tuple(item.image.shape) for item in loaded}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"images of one batch must share a shape, got {sorted(shapes)}; resize them in the dataset"
-            )
-        x, masks = torch.stack([item.image for item in loaded]), torch.stack([item.mask for item in loaded])
-        for item in loaded:
-            item.image = item.mask = None
-        return _Loaded(batch, items, x, masks)
-
-
-def default_workers() -> int:
-    """The number of loading processes for ``num_workers=None``.
-
-    Half the CPUs this process may run on (shared by the ranks of one machine under torchrun), at
-    most ``MAX_WORKERS``; none below 4 such CPUs, where workers would compete with the explainers
-    for the cores.
-    """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    cpus //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return 0 if cpus < 4 else min(MAX_WORKERS, cpus // 2)
-
-
-def _workers(num_workers: int | None, dataset: Any) -> int:
-    """The loading processes to start: ``num_workers`` as given; for None ``default_workers()``, or 0
-    with a warning where the dataset could not reach a worker (its class defined in ``__main__``,
-    e.g. a notebook, or not picklable)."""
-    if num_workers is not None:
-        return num_workers
-    workers = default_workers()
-    if workers == 0:
-        return 0
-    try:
-        if type(dataset).__module__ == "__main__":
-            raise TypeError(f"{type(dataset).__name__} is defined in __main__, which a spawned worker cannot import")
-        pickle.dumps(dataset)
-    except Exception as error:  # noqa: BLE001 - any failure means: load in this process
-        warnings.warn(
-            f"evaluate loads the dataset in this process, not in {workers} workers: {_describe(error)}; "
-            "define the dataset in a module, or pass num_workers=0 to silence this",
-            stacklevel=3,
-        )
-        return 0
-    return workers
-
-
-def _load_ahead(batches: _BatchLoader, order: Iterable[int], workers: int, device: torch.device) -> Iterator[_Loaded]:
-    """The batches of ``order`` loaded in order: here with ``workers=0``, else by that many processes
-    started with "spawn" (safe after torch started its threads), each with two batches in flight,
-    into pinned memory on CUDA. ``order`` is read only as far as the loading has come."""
-    if workers == 0:
-        return (batches[b] for b in order)
-    loader = torch.utils.data.DataLoader(
-        batches, batch_size=None, sampler=order, num_workers=workers, multiprocessing_context="spawn",
-        pin_memory=device.type == "cuda", prefetch_factor=2,
-    )
-    return iter(loader)
 
 
 def _dist_info(device: torch.device) -> tuple[int, int, bool]:
@@ -238,8 +117,8 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
 class _Batch:
     """The items of one batch; the loaded ones stacked on the device, predictions cached per model."""
 
-    items: list[_Item]
-    loaded: list[_Item]
+    items: list[Item]
+    loaded: list[Item]
     x: Tensor | None
     masks: Tensor | None
     pairs: tuple[Pair, ...] = ()
@@ -301,7 +180,7 @@ class _Runner:
 
         return load_model(name).to(self.device).eval()
 
-    def stack(self, loaded: _Loaded, pairs: Sequence[Pair] = ()) -> _Batch:
+    def stack(self, loaded: LoadedBatch, pairs: Sequence[Pair] = ()) -> _Batch:
         """A loaded batch with its images and masks on the device; ``pairs``: the pairs that will explain them."""
         items = [item for item in loaded.items if not item.error]
         if loaded.x is None:
@@ -350,7 +229,7 @@ class _Runner:
             return list(maps), [seconds] * len(x), [""] * len(x)
         except Exception as error:  # noqa: BLE001 - isolate the failing image(s) below
             if len(x) == 1:
-                return [None], [float("nan")], [_describe(error)]
+                return [None], [float("nan")], [describe_error(error)]
         maps, seconds, errors = zip(*(self._explain(pair, x[i : i + 1]) for i in range(len(x))))
         return [m[0] for m in maps], [s[0] for s in seconds], [e[0] for e in errors]
 
@@ -375,7 +254,7 @@ class _Runner:
             return [dict(zip(columns, values)) for values in zip(*columns.values())], [""] * len(maps)
         except Exception as error:  # noqa: BLE001 - isolate the failing image(s) below
             if len(maps) == 1:
-                return [{}], [_describe(error)]
+                return [{}], [describe_error(error)]
         values, errors = zip(*(self._metrics(maps[i : i + 1], masks[i : i + 1]) for i in range(len(maps))))
         return [v[0] for v in values], [e[0] for e in errors]
 
@@ -434,6 +313,7 @@ def evaluate(
     precision: Precision = "fp32",
     compile: bool = False,  # noqa: A002 - the name torch uses
     num_workers: int | None = None,
+    decode: Decode = "auto",
 ) -> pd.DataFrame:
     """Explain and score every image of ``dataset`` with every (model, method) pair; return the table.
 
@@ -462,14 +342,19 @@ def evaluate(
     output, each compiled model prints its compile time once. The pairs of one model share one
     forward pass per batch.
 
-    ``num_workers`` processes load and stack batches ahead (a ``DataLoader`` over the batches,
-    started with "spawn", two batches in flight per worker, pinned memory on CUDA); the dataset
-    must then be picklable and importable in a fresh interpreter (defined in a module, not in a
-    notebook cell). 0 loads in this process; None (default) takes ``default_workers()``: half the
-    CPUs, at most 8, none below 4 CPUs, and falls back to 0 with a warning for a dataset that
-    cannot be pickled. Workers load the batches of a first pass over the missing ones; batches
-    left by other processes are loaded here. The table is the same for any ``num_workers``, which
-    is not part of the run's identity.
+    ``num_workers`` loading processes read the items ahead, one task per item, while the device
+    explains (``lafam_utils.evaluation.loading``). They are started once, by a fresh interpreter
+    (never forked from this process), and reused by every later call of this Python process
+    (closed at exit or by ``close_loading_pool()``);
+    the dataset must be picklable and importable in a fresh interpreter (defined in a module, not
+    in a notebook cell). 0 loads here; None (default) takes ``default_workers(device)``: on a GPU
+    all CPUs but one, on the CPU half of them and none below 4, at most 8, and falls back to 0 with
+    a warning for a dataset that cannot be pickled. On CUDA batches reach the device through
+    pinned memory. ``decode="device"`` decodes the image files of datasets that offer their bytes
+    (``encoded_item``: VOC2012, ImageNetS) in batches on ``device`` with torchvision (nvJPEG on
+    CUDA); ``"dataset"`` takes the dataset's items (Pillow); ``"auto"`` (default) is ``"device"`` on
+    CUDA where the dataset offers it. Device decoding enters the identity (``"device-cuda"``,
+    ``"device-cpu"``); the table is the same for any ``num_workers``, which does not.
 
     Args:
         dataset: items with ``image`` (3, H, W) float tensors and ``mask`` (H, W) tensors.
@@ -490,14 +375,15 @@ def evaluate(
         precision: the explainers' precision, as above.
         compile: ``torch.compile`` for the forwards without hooks, as above.
         num_workers: loading processes, as above.
+        decode: ``"auto"``, ``"dataset"`` or ``"device"``, as above.
 
     Returns:
         The merged results table (a pandas DataFrame), ``attrs["run_dir"]`` its run's folder.
 
     Raises:
         ValueError: ``batch_size`` is below 1, ``pairs`` are empty, repeat or hold invalid names,
-            ``precision`` or ``num_workers`` is invalid, the dataset is empty, or the number of ids
-            it lists differs from its number of items.
+            ``precision``, ``num_workers`` or ``decode`` is invalid, the dataset is empty, or the
+            number of ids it lists differs from its number of items.
     """
     arguments = dict(locals())
     settings = {name: run_store.plain(value) for name, value in arguments.items() if name not in NOT_SETTINGS}
@@ -521,12 +407,18 @@ def evaluate(
     if n_items == 0:
         raise ValueError("expected a dataset with at least one item, got an empty one")
     dataset_name = settings["dataset_name"] = dataset_name or getattr(dataset, "name", type(dataset).__name__)
+    decode = loading.resolve_decode(decode, dataset, device)
+    if decode == "device":  # the dataset's own decoding, as in runs before this option, adds nothing
+        settings["decode"] = f"device-{device.type}"
 
     rank, world, started_group = _dist_info(device)
     try:
         if world > 1 and device.type == "cuda" and device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
             torch.cuda.set_device(device)
+        workers = loading.workers_for(num_workers, dataset, device)
+        if workers:
+            loading.loading_pool(workers)  # its processes start while the models load
         metric_kwargs = {"k": k, "backend": backend, "metrics": list(metric_names)}
         runner = _Runner(
             pairs, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs, precision,
@@ -540,9 +432,8 @@ def evaluate(
         store.open()
         n_batches = -(-n_items // batch_size)
         order = [*range(rank, n_batches, world), *(b for b in range(n_batches) if b % world != rank)]
-        workers = _workers(num_workers, dataset)
         frames = _run_batches(
-            store, runner, dataset, dataset_name, ids, pairs, order, batch_size, rank, progress, workers
+            store, runner, dataset, dataset_name, ids, pairs, order, batch_size, rank, progress, workers, decode
         )
         table = pd.concat([frames[(pair, b)] for pair in pairs for b in range(n_batches)], ignore_index=True)
         if rank == 0:
@@ -605,26 +496,26 @@ def _run_batches(
     rank: int,
     progress: bool,
     workers: int,
+    decode: str,
 ) -> dict[tuple[Pair, int], pd.DataFrame]:
     """Every chunk of the run, read where a valid one exists, else computed under a claim by this
     process or waited for while another live process holds its claim.
 
-    A batch's pairs are claimed just before it is loaded (with ``workers``, up to two batches per
-    worker ahead of the one being explained), and released once its chunks are written or the
-    run stops."""
+    A batch's pairs are claimed just before it is loaded (with ``workers``, up to two batches ahead
+    of the one being explained, ``loading.load_batches``), and released once its chunks are written
+    or the run stops."""
     from ..progress import progress_bar
 
     n_items = len(dataset)
 
     def indices(batch: int) -> range:
-        return range(batch * batch_size, min((batch + 1) * batch_size, n_items))
+        return loading.batch_indices(batch, batch_size, n_items)
 
     def read(pair: Pair, batch: int) -> pd.DataFrame | None:
         batch_ids = None if ids is None else ids[batch * batch_size : (batch + 1) * batch_size]
         return store.read_chunk(pair, batch, indices(batch), batch_ids)
 
     frames: dict[tuple[Pair, int], pd.DataFrame] = {}
-    batches = _BatchLoader(dataset, batch_size, ids)
     bar = None
     while True:
         missing: dict[int, list[Pair]] = {}
@@ -662,8 +553,11 @@ def _run_batches(
                 store.release(pair, batch)
 
         worked = False
+        batches = loading.load_batches(
+            dataset, batch_size, ids, claimed_batches(), workers, runner.device, decode, progress
+        )
         try:
-            for loaded in _load_ahead(batches, claimed_batches(), min(workers, len(missing)), runner.device):
+            for loaded in batches:
                 claimed, todo = claims.pop(loaded.batch)
                 try:
                     explained = runner.stack(loaded, todo)
@@ -675,9 +569,9 @@ def _run_batches(
                 finally:
                     release(claimed, loaded.batch)
         finally:
+            batches.close()  # the loading processes skip what was asked ahead
             for batch, (claimed, _) in claims.items():  # loaded ahead but not computed: the run stopped
                 release(claimed, batch)
-        workers = 0  # batches left by other processes: loaded here
         if not worked:
             time.sleep(WAIT_SECONDS)
     if bar is not None:

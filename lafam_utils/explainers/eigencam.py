@@ -14,8 +14,9 @@ from .default_layers import AUTO
 from .registry import register
 
 CHUNK_ELEMENTS = 1 << 19  # activations centred at a time: 2 MB in float32, read again while in cache
-SHIFT = 1e-6  # inverse iteration's shift above the largest eigenvalue, relative to it
+SHIFT = 1e-6  # inverse iteration's shift above the estimated largest eigenvalue, relative to it
 STEPS = 4  # inverse iteration's solves
+SQUARINGS = 20  # the estimate's matrix squarings: separates eigenvalues 3e-7 apart (relative)
 Sign = Literal["channel-mean", "max-abs", "pytorch-grad-cam"]
 EIGENCAM_SIGNS = ("channel-mean", "max-abs", "pytorch-grad-cam")
 
@@ -49,7 +50,8 @@ class EigenCAM(ActivationExplainer):
     for a layer4 map; ``C`` x ``C`` where that is smaller): its top eigenpair gives the
     projection ``(A - mean A) v_1 = sqrt(lambda_1) u_1`` without the batched SVD of the whole
     (h*w, C) matrices, with the same maps (1e-4) at a tenth of the time on a CPU. The small
-    eigenproblems are solved on the CPU also for CUDA activations (``top_eigenpair``).
+    eigenproblems are solved where the activations are (``top_eigenpair``: on a GPU with batched
+    matrix products and one LU factorisation), also in bf16 runs (the Gram matrices are float32).
 
     Args:
         model: the network to explain.
@@ -75,7 +77,7 @@ class EigenCAM(ActivationExplainer):
         samples = acts.float().flatten(2)  # (B, C, n): n = h*w positions of C channels
         channels, positions = samples.shape[1:]
         gram, scale, channel_mean = gram_statistics(samples)
-        value, vector = (t.to(acts.device) for t in top_eigenpair(gram.cpu()))
+        value, vector = top_eigenpair(gram)
         if positions <= channels:  # u_1 over positions: the projection is sqrt(lambda_1) u_1
             projection = vector * value.sqrt()[:, None]
         else:  # v_1 over channels
@@ -161,28 +163,59 @@ def gram_statistics(samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return gram, scale, channel_mean
 
 
-def top_eigenpair(gram: Tensor) -> tuple[Tensor, Tensor]:
+def top_eigenpair(gram: Tensor, method: str | None = None) -> tuple[Tensor, Tensor]:
     """The largest eigenvalue and a unit eigenvector of each symmetric positive semi-definite matrix.
 
-    The eigenvalue comes from ``eigvalsh``, the vector from ``STEPS`` steps of inverse iteration
-    with one LU factorisation, shifted ``SHIFT`` above the eigenvalue: each step shrinks the other
-    eigenvectors' share by about ``SHIFT * l1 / (l1 - l2)``, so near-degenerate spectra converge
-    too (unlike power iteration), at about half the time of a full ``eigh`` on a CPU. Batched
-    small eigenproblems are slow on CUDA (looped solver calls), hence EigenCAM passes CPU tensors.
+    On the matrices' device. The vector comes from ``STEPS`` steps of inverse iteration with one
+    LU factorisation, shifted ``SHIFT`` above an estimate of the eigenvalue: each step shrinks the
+    other eigenvectors' share by about ``SHIFT * l1 / (l1 - l2)``, so near-degenerate spectra
+    converge too (unlike power iteration). The estimate: ``"eigvalsh"`` (the default on the CPU)
+    LAPACK's eigenvalue; ``"squaring"`` (the default elsewhere, as batched small ``eigh`` calls
+    loop on CUDA) batched products only: ``SQUARINGS`` trace-normalised squarings ``P <- P @ P``
+    leave nearly ``v v^T`` (the other eigenvectors' share shrinks as ``(l2 / l1) ** (2 **
+    SQUARINGS)``), whose strongest column starts the iteration, shifted above its Rayleigh
+    quotient; the eigenvalue is then the final vector's Rayleigh quotient.
 
     Args:
         gram: (B, m, m) symmetric positive semi-definite matrices.
+        method: ``"eigvalsh"`` or ``"squaring"`` (None: by the device, as above).
 
     Returns:
         (B,) eigenvalues (clamped at 0) and (B, m) unit eigenvectors (sign arbitrary).
     """
-    value = torch.linalg.eigvalsh(gram)[:, -1]
-    shift = value + SHIFT * value.abs() + torch.finfo(gram.dtype).tiny
+    method = method or ("eigvalsh" if gram.device.type == "cpu" else "squaring")
+    tiny = torch.finfo(gram.dtype).tiny
+    if method == "eigvalsh":
+        value = torch.linalg.eigvalsh(gram)[:, -1]
+        vector = 1 + gram.abs().sum(dim=2, keepdim=True)  # a start with a share of the top eigenvector
+    else:
+        vector = dominant_column(gram)
+        value = rayleigh_quotient(gram, vector)
+    shift = value + SHIFT * value.abs() + tiny
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     lu, pivots = torch.linalg.lu_factor(gram - shift[:, None, None] * eye)
-    vector = 1 + gram.abs().sum(dim=2, keepdim=True)  # a start with a share of the top eigenvector
     for _ in range(STEPS):
         vector = torch.linalg.lu_solve(lu, pivots, vector)
         vector = vector / vector.abs().amax(dim=1, keepdim=True)  # no overflow when squared below
-    vector = vector[..., 0]
-    return value.clamp_min(0), vector / vector.norm(dim=1, keepdim=True)
+    vector = vector / vector.norm(dim=1, keepdim=True)
+    if method != "eigvalsh":
+        value = rayleigh_quotient(gram, vector)
+    return value.clamp_min(0), vector[..., 0]
+
+
+def dominant_column(gram: Tensor) -> Tensor:
+    """(B, m, 1): the strongest column of each matrix's ``2 ** SQUARINGS``-th power, scaled to a largest entry of 1;
+    for a zero matrix, ones."""
+    power = gram
+    for _ in range(SQUARINGS):
+        power = power / power.diagonal(dim1=1, dim2=2).sum(dim=1).clamp_min(torch.finfo(gram.dtype).tiny)[:, None, None]
+        power = power @ power
+    strongest = power.diagonal(dim1=1, dim2=2).argmax(dim=1)
+    column = power.gather(2, strongest[:, None, None].expand(-1, gram.shape[1], 1))
+    largest = column.abs().amax(dim=1, keepdim=True)
+    return torch.where(largest > 0, column / largest.clamp_min(torch.finfo(gram.dtype).tiny), 1.0)
+
+
+def rayleigh_quotient(matrix: Tensor, vector: Tensor) -> Tensor:
+    """(B,) ``v^T M v / v^T v`` of (B, m, m) matrices and (B, m, 1) vectors."""
+    return (vector.transpose(1, 2) @ matrix @ vector)[:, 0, 0] / (vector * vector).sum(dim=(1, 2))

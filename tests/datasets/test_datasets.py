@@ -454,3 +454,16 @@ def test_an_image_broken_after_indexing_keeps_its_id_in_the_error_row(voc_root, 
     broken = table[table["error"] != ""]
     assert broken["id"].tolist() == ["2007_000001"] and "truncated" in broken["error"].iloc[0]
     assert table.loc[table["error"] == "", "id"].tolist() == ["2007_000007"]
+
+
+def test_imagenet_s_encoded_items_decode_to_the_items_images(imagenet_s):
+    from lafam_utils.datasets.transforms import IMAGENET_STD, decode_images
+
+    data = ImageNetS(*imagenet_s, subset=None, size=40)
+    raws = [data.encoded_item(i) for i in range(len(data))]
+    decoded = decode_images([raw["encoded"] for raw in raws], 40)
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    for index, (raw, image) in enumerate(zip(raws, decoded)):
+        item = data[index]
+        assert raw["id"] == item["id"] and raw["wnid"] == item["wnid"] and torch.equal(raw["mask"], item["mask"])
+        assert ((image - item["image"]).abs() * std).max() <= 1 / 255 + 1e-6

@@ -454,49 +454,6 @@ def test_repeated_kills_lose_and_duplicate_nothing(reference, tmp_path):
     pd.testing.assert_frame_equal(without_time(table), without_time(reference))
 
 
-@pytest.mark.slow
-def test_worker_processes_give_the_same_table_errors_and_resume(reference, tmp_path):
-    """Two spawned loading processes: the same rows, the broken item's id kept, one run folder."""
-    table = run(tmp_path, ToyDataset(n=10, broken=(4,)), num_workers=2)
-    pd.testing.assert_frame_equal(without_time(table), without_time(reference))
-    broken = table[table["index"] == 4]
-    assert (broken["id"] == "img004").all() and broken["error"].str.contains("truncated").all()
-    run_dir = only_run(tmp_path)
-    missing = chunk_path(run_dir, PAIRS[2], 1)
-    missing.unlink()
-    stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "chunks").iterdir()}
-    resumed = run(tmp_path, ToyDataset(n=10, broken=(4,)), num_workers=0)  # not part of the identity
-    assert only_run(tmp_path) == run_dir and missing.exists()
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    pd.testing.assert_frame_equal(without_time(resumed), without_time(reference))
-
-
-def test_workers_by_default_follow_the_cpus(monkeypatch):
-    from lafam_utils.evaluation import evaluator as evaluation
-
-    expectations = [(2, 1, 0), (3, 1, 0), (4, 1, 2), (16, 1, 8), (64, 1, 8), (16, 4, 2), (12, 4, 0), (32, 2, 8)]
-    for cpus, local_ranks, expected in expectations:
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
-        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_ranks))
-        assert evaluation.default_workers() == expected
-
-
-def test_a_dataset_that_cannot_reach_a_worker_loads_here(monkeypatch, tmp_path):
-    from lafam_utils.evaluation import evaluator as evaluation
-
-    monkeypatch.setattr(evaluation, "default_workers", lambda: 4)
-
-    class Local(ToyDataset):  # defined in a function: not picklable
-        pass
-
-    with pytest.warns(UserWarning, match="loads the dataset in this process, not in 4 workers"):
-        assert evaluation._workers(None, Local(n=2)) == 0
-    assert evaluation._workers(None, ToyDataset(n=2)) == 4
-    assert evaluation._workers(3, Local(n=2)) == 3  # as given: an error in the worker, not a silent change
-    with pytest.raises(ValueError, match="num_workers must be a non-negative integer"):
-        run(tmp_path, ToyDataset(n=2), num_workers=-1)
-
-
 def test_compile_reaches_the_package_explainers_and_the_identity(tmp_path, monkeypatch):
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: compiled.append(kwargs) or fn)

@@ -11,6 +11,7 @@ from torch import nn
 
 import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize
+from lafam_utils.explainers.eigencam import top_eigenpair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -154,3 +155,39 @@ def test_near_degenerate_spectra_keep_the_first_component(gap):
     for seed in range(4):
         acts = spectrum(gap, seed=seed)
         assert (gram_maps(acts) - svd_maps(acts, torch.float64)).abs().max() < 1e-4
+
+
+def test_the_gpu_estimate_gives_the_cpu_eigenpairs():
+    """``method="squaring"`` (batched products only, the default off the CPU) against LAPACK's eigenvalue (the
+    CPU default) and float64 ``eigh``: random, near-degenerate, rank-one and zero Gram matrices."""
+    from lafam_utils.explainers.eigencam import gram_statistics, top_eigenpair
+
+    acts = torch.cat([torch.randn(8, 256, 7, 7, generator=torch.Generator().manual_seed(5)).relu(),
+                      *(spectrum(gap, channels=256, seed=seed) for gap in (1e-2, 1e-3, 1e-4) for seed in range(2)),
+                      torch.ones(1, 256, 7, 7) * torch.arange(49.0).reshape(1, 1, 7, 7),  # rank one
+                      torch.full((1, 256, 7, 7), 0.5)])  # zero after centring
+    gram = gram_statistics(acts.float().flatten(2))[0]
+    values, vectors = torch.linalg.eigh(gram.double())
+    for method in ("eigvalsh", "squaring"):
+        value, vector = top_eigenpair(gram, method)
+        assert value.device == gram.device and vector.shape == gram.shape[:2]
+        torch.testing.assert_close(value.double(), values[:, -1].clamp_min(0), rtol=1e-5, atol=1e-3)
+        cosine = (vector.double() * vectors[..., -1]).sum(dim=1).abs()
+        assert (cosine[:-1] > 1 - 1e-5).all() and torch.isfinite(vector).all()  # the zero matrix has no direction
+    assert torch.equal(top_eigenpair(gram)[0], top_eigenpair(gram, "eigvalsh")[0])  # the CPU's default
+
+
+def test_maps_from_the_gpu_estimate_equal_the_svd(monkeypatch, resnet50):
+    from lafam_utils.explainers import eigencam
+
+    monkeypatch.setattr(eigencam, "top_eigenpair", lambda gram: top_eigenpair(gram, "squaring"))
+    acts = torch.randn(32, 256, 7, 7, generator=torch.Generator().manual_seed(0)).relu()
+    assert (gram_maps(acts) - svd_maps(acts, torch.float64)).abs().max() < 1e-4
+    for gap in (1e-2, 1e-3):
+        for seed in range(4):
+            acts = spectrum(gap, seed=seed)
+            assert (gram_maps(acts) - svd_maps(acts, torch.float64)).abs().max() < 1e-4
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        bf16 = lu.EigenCAM(resnet50, precision="bf16")(x)  # bf16 activations, float32 Gram matrices
+    assert bf16.dtype == torch.float32 and bf16.shape == (2, 64, 64) and torch.isfinite(bf16).all()
