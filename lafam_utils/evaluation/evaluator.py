@@ -313,7 +313,7 @@ def evaluate(
     precision: Precision = "fp32",
     compile: bool = False,  # noqa: A002 - the name torch uses
     num_workers: int | None = None,
-    decode: Decode = "auto",
+    decode: Decode = "dataset",
 ) -> pd.DataFrame:
     """Explain and score every image of ``dataset`` with every (model, method) pair; return the table.
 
@@ -352,8 +352,9 @@ def evaluate(
     a warning for a dataset that cannot be pickled. On CUDA batches reach the device through
     pinned memory. ``decode="device"`` decodes the image files of datasets that offer their bytes
     (``encoded_item``: VOC2012, ImageNetS) in batches on ``device`` with torchvision (nvJPEG on
-    CUDA); ``"dataset"`` takes the dataset's items (Pillow); ``"auto"`` (default) is ``"device"`` on
-    CUDA where the dataset offers it. Device decoding enters the identity (``"device-cuda"``,
+    CUDA); ``"dataset"`` (default) takes the dataset's items (Pillow); ``"auto"`` is ``"device"`` on
+    CUDA where the dataset offers it (not the default until nvJPEG's agreement with Pillow is measured
+    on a GPU: docs/performance.md). Device decoding enters the identity (``"device-cuda"``,
     ``"device-cpu"``); the table is the same for any ``num_workers``, which does not.
 
     Args:
