@@ -34,6 +34,7 @@ _NAMES = {
     "native_bf16": "precision",
 }
 _SUBMODULES = (
+    "compiling",
     "datasets",
     "evaluation",
     "explainers",

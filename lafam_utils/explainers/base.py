@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import time
-import weakref
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Literal
@@ -13,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..compiling import compiled_forward
 from ..hooks import LayerSpec, find_layer, layer_output
 from ..precision import (
     Precision,
@@ -131,56 +130,6 @@ def upsample_maps(maps: Tensor, size: tuple[int, int], mode: Upsample) -> Tensor
         return maps
     kwargs = {"align_corners": False} if mode == "bilinear" else {}
     return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
-
-
-class CompiledForward:
-    """A model's forward compiled by ``torch.compile`` (dynamic shapes off) on its first call.
-
-    The compiled function reaches the model through a weak reference, so a cached compiled
-    forward does not keep its model alive. ``seconds`` is the first call's time (tracing and
-    compiling included; a new input shape recompiles, at torch's own cost, unreported).
-
-    Args:
-        model: the network whose forward is compiled.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        reference = weakref.ref(model)
-
-        def forward(x: Tensor) -> Any:
-            return reference()(x)
-
-        self.model_name = type(model).__name__
-        self.function = torch.compile(forward, dynamic=False)
-        self.seconds: float | None = None
-
-    def __call__(self, x: Tensor) -> Any:
-        if self.seconds is not None:
-            return self.function(x)
-        start = time.perf_counter()
-        output = self.function(x)
-        self.seconds = time.perf_counter() - start
-        return output
-
-
-_COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[str, CompiledForward]] = weakref.WeakKeyDictionary()
-
-
-def compiled_forward(model: nn.Module, precision: Resolved) -> CompiledForward:
-    """``model``'s compiled forward for ``precision``, made once per model object and precision.
-
-    Args:
-        model: the network; its forward must run without module hooks (see ``Explainer``).
-        precision: the resolved precision the forward runs in (its global state is part of what
-            torch.compile specialises on).
-
-    Returns:
-        The cached ``CompiledForward``.
-    """
-    per_model = _COMPILED.setdefault(model, {})
-    if precision not in per_model:
-        per_model[precision] = CompiledForward(model)
-    return per_model[precision]
 
 
 def constructor_signature(cls: type) -> inspect.Signature:

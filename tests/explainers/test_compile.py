@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import lafam_utils as lu
-from lafam_utils.explainers.base import compiled_forward
+from lafam_utils.compiling import compiled_forward
 
 
 def small_cnn() -> nn.Module:
