@@ -153,11 +153,18 @@ def differences_sentence(
 def _grouped_sentence(
     subject: str, test: str, judged: Sequence[tuple[str, Difference, str]], group_names: Sequence[str] = ()
 ) -> str:
-    """``subject`` (``test``, n): the (word, difference, means text) triples grouped by word, each with its p."""
-    sizes = {d.n for _, d, _ in judged}
+    """``subject`` (``test``, n): the (word, difference, means text) triples grouped by word, each with its p.
+
+    A measure no image has for both groups is named as such, without means or p.
+    """
+    scored = [(word, d, means) for word, d, means in judged if 0 not in d.n]
+    sizes = {d.n for _, d, _ in scored}
     shared = len(sizes) == 1
     groups: dict[str, list[str]] = {}
-    for word, d, means in judged:
+    for word, d, _ in judged:
+        if 0 in d.n:
+            groups.setdefault(word, []).append(f"{d.measure} (no image with both scores)")
+    for word, d, means in scored:
         detail = f"{means}, {format_p(d.p_value)}"
         detail += "" if shared else f", {_n_text(d.n, group_names)}"
         detail += f", {_differ(d.differing)}" if d.differing is not None and not d.can_conclude else ""

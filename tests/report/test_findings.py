@@ -213,6 +213,14 @@ def test_paired_against_lafam_pairs_by_id_and_leaves_out_missing_scores():
     assert "(0." in sentence and "n=7" in sentence and "n=8" in sentence  # AUC over 7 pairs, Sparseness over 8
 
 
+def test_paired_against_lafam_names_a_metric_without_scores_and_gives_the_others_n_once():
+    results = results_table(8)
+    results.loc[results["method"] == "gradcam", "AUC"] = np.nan  # e.g. an all-zero map: undefined
+    (sentence,) = paired_against_lafam(results, metrics=["AUC", "Sparseness"])
+    assert "(paired Wilcoxon signed-rank, n=8): " in sentence
+    assert "too few images for a conclusion on AUC (no image with both scores)" in sentence and "nan" not in sentence
+
+
 def test_shown_pointing_counts_the_hits_on_the_images_shown():
     (sentence,) = shown_pointing(results_table(6), [0, 1, 2])
     assert sentence == (
@@ -305,10 +313,13 @@ def test_paper_closeness_counts_published_means_inside_the_interval_and_names_th
         ("resnet50", "gradcam"): {"Pointing-Game": np.full(10, published[("resnet50", "gradcam")])},
         ("resnet50", "lafam"): {"Pointing-Game": np.full(10, published[("resnet50", "lafam")] + 0.05)},
     })
-    assert paper_closeness(summarize(results), "voc") == [
-        "Pointing-Game (x100): 1 of the paper's 2 means (this run has 2 of its 6 pairs) lie inside this run's 95% "
+    summary = summarize(results, confidence=0.9)
+    assert paper_closeness(summary, "voc") == [
+        "Pointing-Game (x100): 1 of the paper's 2 means (this run has 2 of its 6 pairs) lie inside this run's 90% "
         "bootstrap interval; this run minus the paper ranges from +0.00 (ResNet50 Grad-CAM) to +5.00 (ResNet50 LaFAM)."
     ]
+    summary.attrs.clear()  # e.g. a summary read back from a file: the coverage is not known
+    assert "lie inside this run's bootstrap interval;" in paper_closeness(summary, "voc")[0]
 
 
 def test_paper_closeness_and_directions_without_the_papers_pairs_say_so():
