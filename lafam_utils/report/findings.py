@@ -137,6 +137,15 @@ def _differ(count: int) -> str:
     return f"{count} differ{'s' if count == 1 else ''}"
 
 
+def _images(count: int) -> str:
+    return f"{count} image{'' if count == 1 else 's'}"
+
+
+def _share(value: float) -> str:
+    """A share with two decimals; "n/a" where it is undefined (an all-zero map, an empty mask)."""
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
 def differences_sentence(
     subject: str, test: str, differences: Sequence[Difference], group_names: Sequence[str] = (), alpha: float = ALPHA
 ) -> str:
@@ -157,14 +166,13 @@ def _grouped_sentence(
 
     A measure no image has for both groups is named as such, without means or p.
     """
-    scored = [(word, d, means) for word, d, means in judged if 0 not in d.n]
-    sizes = {d.n for _, d, _ in scored}
+    sizes = {d.n for _, d, _ in judged if 0 not in d.n}
     shared = len(sizes) == 1
     groups: dict[str, list[str]] = {}
-    for word, d, _ in judged:
+    for word, d, means in judged:
         if 0 in d.n:
             groups.setdefault(word, []).append(f"{d.measure} (no image with both scores)")
-    for word, d, means in scored:
+            continue
         detail = f"{means}, {format_p(d.p_value)}"
         detail += "" if shared else f", {_n_text(d.n, group_names)}"
         detail += f", {_differ(d.differing)}" if d.differing is not None and not d.can_conclude else ""
@@ -259,7 +267,7 @@ def shown_pointing(results: pd.DataFrame, indices: Sequence[int]) -> list[str]:
         for (model, method), hits in shown.groupby(["model", "method"], sort=False)["Pointing-Game"]
     ]
     return [
-        f"On the {len(set(indices))} images shown, the map's maximum lies inside the object (Pointing-Game) for "
+        f"On the {_images(len(set(indices)))} shown, the map's maximum lies inside the object (Pointing-Game) for "
         + ", ".join(counts) + " (the images shown only; no test)."
     ]
 
@@ -384,7 +392,7 @@ def shown_localisation(maps: Mapping[Pair, Tensor], masks: Tensor) -> list[str]:
     """
     scores = _shown_scores(maps, masks)
     mass = scores.groupby(["model", "method"], sort=False)["Relevance Mass Accuracy"].mean()
-    shares = ", ".join(f"{pair_title(*pair)} {share:.2f}" for pair, share in mass.items())
+    shares = ", ".join(f"{pair_title(*pair)} {_share(share)}" for pair, share in mass.items())
     return [
         *shown_pointing(scores, range(len(masks))),
         f"On the same images, the mean share of the map's mass inside the object (Relevance Mass Accuracy) is: "
@@ -401,23 +409,25 @@ def shown_mass_against_lafam(maps: Mapping[Pair, Tensor], masks: Tensor) -> list
         masks: (B, H, W) boolean object masks of the B images shown.
 
     Returns:
-        One sentence, or none where no method has a LaFAM of its model beside it.
+        One sentence, or none where no method has a LaFAM of its model beside it. Each mean is over the
+        images where the map's share is defined (not an all-zero map), the count over those where both are.
     """
     mass = _shown_scores(maps, masks).set_index(["model", "method", "index"])["Relevance Mass Accuracy"]
     comparisons = []
     for model, method in maps:
         if method == REFERENCE or (model, REFERENCE) not in maps:
             continue
-        both = pd.concat([mass.loc[(model, method)], mass.loc[(model, REFERENCE)]], axis=1).dropna()
-        first, second = both.iloc[:, 0], both.iloc[:, 1]
+        own, reference = mass.loc[(model, method)], mass.loc[(model, REFERENCE)]
+        both = pd.concat([own, reference], axis=1).dropna()
+        more = int((both.iloc[:, 0] > both.iloc[:, 1]).sum())
         comparisons.append(
-            f"{first.mean():.2f} for {pair_title(model, method)} against {second.mean():.2f} for its "
-            f"{method_title(REFERENCE)} (more on {int((first > second).sum())} of {len(both)} images)"
+            f"{_share(own.mean())} for {pair_title(model, method)} against {_share(reference.mean())} for its "
+            f"{method_title(REFERENCE)} (more on {more} of {len(both)} images)"
         )
     if not comparisons:
         return []
     return [
-        f"On the {len(masks)} images shown, the mean share of the map's mass inside the object (Relevance Mass "
+        f"On the {_images(len(masks))} shown, the mean share of the map's mass inside the object (Relevance Mass "
         f"Accuracy) is " + ", ".join(comparisons) + " (the images shown only; no test)."
     ]
 

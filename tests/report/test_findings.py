@@ -218,7 +218,7 @@ def test_paired_against_lafam_names_a_metric_without_scores_and_gives_the_others
     results.loc[results["method"] == "gradcam", "AUC"] = np.nan  # e.g. an all-zero map: undefined
     (sentence,) = paired_against_lafam(results, metrics=["AUC", "Sparseness"])
     assert "(paired Wilcoxon signed-rank, n=8): " in sentence
-    assert "too few images for a conclusion on AUC (no image with both scores)" in sentence and "nan" not in sentence
+    assert "too few images for a conclusion on AUC (no image with both scores); " in sentence and "nan" not in sentence
 
 
 def test_shown_pointing_counts_the_hits_on_the_images_shown():
@@ -228,6 +228,7 @@ def test_shown_pointing_counts_the_hits_on_the_images_shown():
         "m Grad-CAM in 2 of 3, m LaFAM in 2 of 3 (the images shown only; no test)."
     )
     assert shown_pointing(results_table(6), []) == []
+    assert shown_pointing(results_table(6), [4])[0].startswith("On the 1 image shown, ")
 
 
 def test_correct_vs_wrong_cites_the_mann_whitney_tests_of_the_split():
@@ -295,6 +296,11 @@ def test_shown_mass_against_lafam_compares_each_map_with_its_models_lafam():
         "0.67 for m LaFAM-LRP against 0.50 for its LaFAM (more on 2 of 3 images) (the images shown only; no test)."
     ]
     assert shown_mass_against_lafam({("other", "relax"): lafam}, masks) == []
+    (sentence,) = shown_mass_against_lafam({("m", "gradcam"): torch.zeros(3, 2, 2), ("m", "lafam"): lafam}, masks)
+    assert "is n/a for m Grad-CAM against 0.50 for its LaFAM (more on 0 of 0 images)" in sentence  # all-zero: no mass
+    assert shown_localisation({("m", "gradcam"): torch.zeros(3, 2, 2)}, masks)[1].endswith(
+        "is: m Grad-CAM n/a (the images shown only; no test)."
+    )
 
 
 def paper_results(dataset: str, values: dict[tuple[str, str], dict[str, np.ndarray]]) -> pd.DataFrame:
