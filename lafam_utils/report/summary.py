@@ -115,7 +115,8 @@ def summarize(
         Stats: ``mean``, ``ci_low``, ``ci_high`` (x100, two decimals, see ``rounding``), ``n`` (images
         with a value; NaN rows such as failed images or empty masks are left out) and ``p_value``
         (in every column of a model that also has a ``lafam`` column, but LaFAM's own: the paired
-        Wilcoxon test of that method against the model's LaFAM, images paired by id).
+        Wilcoxon test of that method against the model's LaFAM, images paired by id);
+        ``attrs["confidence"]`` is the intervals' coverage.
 
     Raises:
         ValueError: ``results`` lacks the id, model or method column or any metric column, holds
@@ -142,6 +143,7 @@ def summarize(
         lafam, other = per_pair[(model, "lafam")], per_pair[(model, method)]
         for metric in metrics:
             table.loc[(metric, "p_value"), (model, method)] = paired_wilcoxon(lafam[metric].astype(float), other[metric].astype(float))
+    table.attrs["confidence"] = confidence
     return table
 
 
