@@ -1,0 +1,187 @@
+"""ROAD's noisy linear imputation (Rong et al. 2022), batched in torch on the images' device.
+
+Each removed pixel takes the weighted mean of its 8 neighbours (weight 1/6 for the 4 direct ones,
+1/12 for the diagonal ones; neighbours outside the image are left out), known neighbours entering
+with their value: one sparse linear system per image, the same for its channels. This is the
+system of Quantus 0.6.0's ``noisy_linear_imputation`` (from the ROAD authors' code), which solves
+it with SciPy's sparse direct solver, one image at a time. Here all systems of a batch are solved
+together by conjugate gradients preconditioned with a geometric multigrid V-cycle, every
+operation a convolution, pooling or elementwise op over the whole batch. Gaussian noise of
+standard deviation ``noise`` is then added to the imputed pixels.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .localisation import CPU_CHUNK_PIXELS
+
+NEIGHBOUR_WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
+"""The imputation's stencil: each removed pixel is this weighted mean of its neighbours."""
+JACOBI_DAMPING = 0.8
+COARSEST_SIZE = 4
+COARSEST_SWEEPS = 10
+
+
+class _Level:
+    """One grid of the multigrid hierarchy: which pixels are unknown, the stencil and its diagonal.
+
+    The systems of a batch are the channels of one (1, S, H, W) channels_last tensor, where a
+    depthwise 3x3 convolution is fast on the CPU.
+    """
+
+    def __init__(self, unknown: Tensor) -> None:
+        self.unknown = unknown
+        systems = unknown.shape[1]
+        stencil = torch.tensor(NEIGHBOUR_WEIGHTS, dtype=unknown.dtype, device=unknown.device)
+        self.stencil = stencil.expand(systems, 1, 3, 3).contiguous()
+        self.diagonal = self.neighbours(torch.ones_like(unknown))  # the weights of the in-image neighbours
+        self.smoothing = JACOBI_DAMPING * unknown / self.diagonal
+
+    def neighbours(self, v: Tensor) -> Tensor:
+        """The weighted sum of each pixel's in-image neighbours."""
+        return F.conv2d(v, self.stencil, padding=1, groups=v.shape[1])
+
+    def apply(self, v: Tensor) -> Tensor:
+        """The system's matrix times ``v`` (zero outside the unknown pixels)."""
+        return self.diagonal * v - self.unknown * self.neighbours(v)
+
+    def smooth(self, e: Tensor, r: Tensor) -> Tensor:
+        """One damped Jacobi sweep on ``A e = r``."""
+        return (1 - JACOBI_DAMPING) * e + self.smoothing * (r + self.neighbours(e))
+
+
+def _even(v: Tensor) -> Tensor:
+    """``v`` padded with zeros to even height and width."""
+    height, width = v.shape[-2:]
+    return F.pad(v, (0, width % 2, 0, height % 2)) if height % 2 or width % 2 else v
+
+
+def _hierarchy(unknown: Tensor) -> list[_Level]:
+    """The grids down to ``COARSEST_SIZE``: a coarse pixel is unknown where its four fine pixels all are."""
+    levels = [_Level(unknown)]
+    while min(levels[-1].unknown.shape[-2:]) > COARSEST_SIZE:
+        coarse = -F.max_pool2d(-_even(levels[-1].unknown), 2)
+        levels.append(_Level(coarse.contiguous(memory_format=torch.channels_last)))
+    return levels
+
+
+def _v_cycle(levels: list[_Level], r: Tensor, depth: int = 0) -> Tensor:
+    """A symmetric V(1, 1)-cycle for ``A e = r`` from ``e = 0``: the conjugate gradients' preconditioner.
+
+    Restriction sums each 2x2 block (the transpose of nearest-neighbour prolongation), which also
+    scales the residual to the coarse grid's stencil (the stencil approximates h^2 / 3 times the
+    negative Laplacian, so a grid twice as coarse needs 4 times the right-hand side).
+    """
+    level = levels[depth]
+    e = level.smoothing * r
+    if depth == len(levels) - 1:
+        for _ in range(COARSEST_SWEEPS):
+            e = level.smooth(e, r)
+        return e
+    residual = F.avg_pool2d(_even(r - level.apply(e)), 2, divisor_override=1)
+    coarse = _v_cycle(levels, residual.contiguous(memory_format=torch.channels_last), depth + 1)
+    height, width = r.shape[-2:]
+    e = e + level.unknown * F.interpolate(coarse, scale_factor=2, mode="nearest")[..., :height, :width]
+    return level.smooth(e, r)
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).sum(dim=(0, 2, 3), keepdim=True)
+
+
+def solve_linear_imputation(x: Tensor, removed: Tensor, tol: float = 1e-6, max_iterations: int = 500) -> Tensor:
+    """The removed pixels of ``x`` replaced by the solution of the imputation system, without noise.
+
+    Args:
+        x: (S, H, W) float images, one system each (channels of one image share its mask).
+        removed: (S, H, W) bool, the pixels to impute.
+        tol: the relative residual ``|b - A v| / |b|`` at which a system counts as solved.
+        max_iterations: conjugate-gradient iterations at most; a system still above ``tol`` then
+            gives a warning with its residual.
+
+    Returns:
+        (S, H, W) images: ``x`` where kept, the imputed values where removed.
+    """
+    layout = torch.channels_last
+    values = x[None].contiguous(memory_format=layout)
+    unknown = removed[None].to(x.dtype).contiguous(memory_format=layout)
+    levels = _hierarchy(unknown)
+    top = levels[0]
+    b = unknown * top.neighbours(values - unknown * values)
+    solution = torch.zeros_like(b)
+    r = b
+    z = _v_cycle(levels, r)
+    p = z
+    rz = _dot(r, z)
+    target = tol * tol * _dot(b, b)
+    residual = _dot(r, r)
+    for _ in range(max_iterations):
+        active = residual > target
+        if not bool(active.any()):
+            break
+        ap = top.apply(p)
+        alpha = torch.where(active, rz / _dot(p, ap).clamp_min(torch.finfo(x.dtype).tiny), 0.0)
+        solution = solution + alpha * p
+        r = r - alpha * ap
+        residual = _dot(r, r)
+        z = _v_cycle(levels, r)
+        rz_next = _dot(r, z)
+        p = z + torch.where(active, rz_next / rz.clamp_min(torch.finfo(x.dtype).tiny), 0.0) * p
+        rz = rz_next
+    else:
+        worst = float((residual / _dot(b, b).clamp_min(torch.finfo(x.dtype).tiny)).max().sqrt())
+        warnings.warn(
+            f"linear imputation stopped after {max_iterations} iterations at relative residual {worst:.1e}",
+            stacklevel=2,
+        )
+    return torch.where(unknown > 0, solution, values)[0].contiguous()
+
+
+def noisy_linear_imputation(
+    x: Tensor,
+    removed: Tensor,
+    noise: float = 0.01,
+    generator: torch.Generator | None = None,
+    tol: float = 1e-6,
+) -> Tensor:
+    """ROAD's imputation: removed pixels linearly imputed from their neighbours, plus Gaussian noise.
+
+    Args:
+        x: (B, C, H, W) float images.
+        removed: (B, H, W) bool, the pixels to remove in every channel; each image keeps at least one.
+        noise: the standard deviation of the noise added to each imputed value (Quantus: 0.01).
+        generator: the CPU generator the noise is drawn from (the same draws on any device).
+        tol: the solver's relative residual (``solve_linear_imputation``).
+
+    Returns:
+        (B, C, H, W) imputed images on ``x``'s device.
+
+    Raises:
+        ValueError: shapes do not match, or an image has every pixel removed (nothing to impute from).
+    """
+    if x.ndim != 4 or removed.shape != (x.shape[0], *x.shape[2:]) or removed.dtype != torch.bool:
+        raise ValueError(
+            f"expected images (B, C, H, W) and a bool mask (B, H, W) of removed pixels, got {tuple(x.shape)} "
+            f"and {tuple(removed.shape)} {removed.dtype}"
+        )
+    if bool(removed.flatten(1).all(dim=1).any()):
+        raise ValueError("every pixel of an image is removed: linear imputation needs at least one kept pixel")
+    batch, channels, height, width = x.shape
+    systems = x.reshape(batch * channels, height, width).float()
+    masks = removed[:, None].expand(batch, channels, height, width).reshape(batch * channels, height, width)
+    rows = max(1, CPU_CHUNK_PIXELS // (height * width)) if x.device.type == "cpu" else len(systems)
+    chunks = zip(systems.split(rows), masks.split(rows), strict=True)
+    imputed = torch.cat([solve_linear_imputation(s, m, tol) for s, m in chunks])
+    imputed = imputed.view(batch, channels, height, width).to(x.dtype)
+    if noise:
+        draws = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
+        imputed = imputed + noise * draws * removed[:, None]
+    return imputed
+
+
+__all__ = ["NEIGHBOUR_WEIGHTS", "noisy_linear_imputation", "solve_linear_imputation"]
