@@ -155,7 +155,9 @@ def noisy_linear_imputation(
         x: (B, C, H, W) float images.
         removed: (B, H, W) bool, the pixels to remove in every channel; each image keeps at least one.
         noise: the standard deviation of the noise added to each imputed value (Quantus: 0.01).
-        generator: the CPU generator the noise is drawn from (the same draws on any device).
+        generator: the CPU generator the noise is drawn from, one image's shape at a time: the same
+            draws on every device and for every image, so that an image's result does not depend
+            on the batch it is in.
         tol: the solver's relative residual (``solve_linear_imputation``).
 
     Returns:
@@ -179,7 +181,7 @@ def noisy_linear_imputation(
     imputed = torch.cat([solve_linear_imputation(s, m, tol) for s, m in chunks])
     imputed = imputed.view(batch, channels, height, width).to(x.dtype)
     if noise:
-        draws = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
+        draws = torch.randn(x.shape[1:], generator=generator, dtype=torch.float32).to(x.device, x.dtype)
         imputed = imputed + noise * draws * removed[:, None]
     return imputed
 

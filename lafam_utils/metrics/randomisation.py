@@ -346,8 +346,9 @@ def smooth_maps(
     """Maps averaged over ``samples`` copies of ``x``, all but the last with Gaussian noise added.
 
     Copy ``n < samples - 1`` is ``x + magnitude * (max(x) - min(x)) * z_n`` (per image), with
-    ``z_n`` the n-th standard normal draw of ``x``'s shape from a CPU generator seeded with
-    ``seed`` (the same draws on every device, drawn one copy at a time).
+    ``z_n`` the n-th standard normal draw of one image's shape from a CPU generator seeded with
+    ``seed``: the same draws on every device and for every image, so that an image's maps do not
+    depend on the batch it is in.
 
     Args:
         explainer: the method, built on the model to explain.
@@ -364,7 +365,7 @@ def smooth_maps(
     scale = magnitude * (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1))[:, None, None, None]
     total = explain(explainer, x, target).float()
     for _ in range(samples - 1):
-        draw = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+        draw = torch.randn(x.shape[1:], generator=generator).to(x.device, x.dtype)
         total = total + explain(explainer, x + scale * draw, target).float()
     return total / samples
 
@@ -393,8 +394,8 @@ def smooth_mprt(
         randomised: the fully randomised model, if already made (else ``fully_randomised(model, seed)``).
         samples: copies per image, the last one noise-free (Quantus: 50).
         magnitude: the noise's standard deviation relative to each image's value range (Quantus: 0.1).
-        seed: the randomisation's seed (Quantus' 42) and the noise's (a CPU generator: the same
-            draws on every device and for both models).
+        seed: the randomisation's seed (Quantus' 42) and the noise's (``smooth_maps``: the same
+            draws for both models).
         similarity: as in ``mprt``.
         abs, normalise: take maps in absolute value, divide each by the root of its mean square (Quantus' defaults).
 
