@@ -92,7 +92,7 @@ def test_a_method_that_fails_on_the_randomised_model_fails_only_those_rows(tmp_p
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"metrics": ["AUC", "MPRT", "MPRT"]}, "unknown, repeated or no metrics"),
+        ({"metrics": ["AUC", "MPRT", "MPRT"]}, "each at most once"),
         ({"metrics": ["Sanity"]}, "choose from"),
         ({"metric_options": {"MPRT": {"layers": 3}}}, "MPRT has no option"),
         ({"metric_options": {"Deletion": {"steps": 4}}, "metrics": ["MPRT"]}, "metrics that are not computed"),
