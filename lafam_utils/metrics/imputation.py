@@ -6,7 +6,7 @@ with their value: one sparse linear system per image, the same for its channels.
 system of Quantus 0.6.0's ``noisy_linear_imputation`` (from the ROAD authors' code), which solves
 it with SciPy's sparse direct solver, one image at a time. Here all systems of a batch are solved
 together by conjugate gradients preconditioned with a geometric multigrid V-cycle, every
-operation a convolution, pooling or elementwise op over the whole batch. Gaussian noise of
+operation a convolution, an interpolation or an elementwise op over the whole batch. Gaussian noise of
 standard deviation ``noise`` is then added to the imputed pixels.
 """
 
@@ -47,12 +47,13 @@ class _Level:
         return F.conv2d(v, self.stencil, padding=1, groups=v.shape[1])
 
     def apply(self, v: Tensor) -> Tensor:
-        """The system's matrix times ``v`` (zero outside the unknown pixels)."""
-        return self.diagonal * v - self.unknown * self.neighbours(v)
+        """The system's matrix times ``v`` (zero outside the unknown pixels), in a new tensor."""
+        return self.neighbours(v).mul_(self.unknown).neg_().addcmul_(self.diagonal, v)
 
     def smooth(self, e: Tensor, r: Tensor) -> Tensor:
-        """One damped Jacobi sweep on ``A e = r``."""
-        return (1 - JACOBI_DAMPING) * e + self.smoothing * (r + self.neighbours(e))
+        """One damped Jacobi sweep on ``A e = r``, in place of ``e``."""
+        total = self.neighbours(e).add_(r)
+        return e.mul_(1 - JACOBI_DAMPING).addcmul_(self.smoothing, total)
 
 
 def _even(v: Tensor) -> Tensor:
@@ -73,20 +74,26 @@ def _hierarchy(unknown: Tensor) -> list[_Level]:
 def _v_cycle(levels: list[_Level], r: Tensor, depth: int = 0) -> Tensor:
     """A symmetric V(1, 1)-cycle for ``A e = r`` from ``e = 0``: the conjugate gradients' preconditioner.
 
-    Restriction sums each 2x2 block (the transpose of nearest-neighbour prolongation), which also
-    scales the residual to the coarse grid's stencil (the stencil approximates h^2 / 3 times the
-    negative Laplacian, so a grid twice as coarse needs 4 times the right-hand side).
+    The coarse correction is prolongated bilinearly (onto the unknown pixels) and the residual
+    restricted by the exact transpose of that, which also scales it to the coarse grid's stencil
+    (the stencil approximates h^2 / 3 times the negative Laplacian, so a grid twice as coarse
+    needs 4 times the right-hand side; the transpose sums 4 weights per coarse pixel).
     """
     level = levels[depth]
     e = level.smoothing * r
     if depth == len(levels) - 1:
         for _ in range(COARSEST_SWEEPS):
-            e = level.smooth(e, r)
+            level.smooth(e, r)
         return e
-    residual = F.avg_pool2d(_even(r - level.apply(e)), 2, divisor_override=1)
-    coarse = _v_cycle(levels, residual.contiguous(memory_format=torch.channels_last), depth + 1)
+    fine = _even(level.apply(e).neg_().add_(r))
+    coarse_unknown = levels[depth + 1].unknown
+    residual = torch.ops.aten.upsample_bilinear2d_backward(
+        fine, list(fine.shape[-2:]), list(coarse_unknown.shape), False, None, None
+    ).contiguous(memory_format=torch.channels_last)
+    coarse = _v_cycle(levels, residual.mul_(coarse_unknown), depth + 1)
     height, width = r.shape[-2:]
-    e = e + level.unknown * F.interpolate(coarse, scale_factor=2, mode="nearest")[..., :height, :width]
+    up = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+    e.addcmul_(level.unknown, up[..., :height, :width])
     return level.smooth(e, r)
 
 
@@ -114,9 +121,9 @@ def solve_linear_imputation(x: Tensor, removed: Tensor, tol: float = 1e-6, max_i
     top = levels[0]
     b = unknown * top.neighbours(values - unknown * values)
     solution = torch.zeros_like(b)
-    r = b
+    r = b.clone()
     z = _v_cycle(levels, r)
-    p = z
+    p = z.clone()
     rz = _dot(r, z)
     target = tol * tol * _dot(b, b)
     residual = _dot(r, r)
@@ -126,12 +133,12 @@ def solve_linear_imputation(x: Tensor, removed: Tensor, tol: float = 1e-6, max_i
             break
         ap = top.apply(p)
         alpha = torch.where(active, rz / _dot(p, ap).clamp_min(torch.finfo(x.dtype).tiny), 0.0)
-        solution = solution + alpha * p
-        r = r - alpha * ap
+        solution.addcmul_(alpha, p)
+        r.addcmul_(alpha, ap, value=-1)
         residual = _dot(r, r)
         z = _v_cycle(levels, r)
         rz_next = _dot(r, z)
-        p = z + torch.where(active, rz_next / rz.clamp_min(torch.finfo(x.dtype).tiny), 0.0) * p
+        p.mul_(torch.where(active, rz_next / rz.clamp_min(torch.finfo(x.dtype).tiny), 0.0)).add_(z)
         rz = rz_next
     else:
         worst = float((residual / _dot(b, b).clamp_min(torch.finfo(x.dtype).tiny)).max().sqrt())

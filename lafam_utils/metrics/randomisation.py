@@ -29,7 +29,7 @@ as it was.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -118,6 +118,13 @@ def explain(explainer: Callable[..., Tensor], x: Tensor, target: Tensor | None) 
     if getattr(explainer, "needs_labels", False):
         return explainer(x, target=target).detach()
     return explainer(x).detach()
+
+
+def prepared(maps: Tensor, abs: bool = True, normalise: Callable[[Tensor], Tensor] | None = None) -> Tensor:  # noqa: A002
+    """(B, ...) maps as (B, n) float64 rows for a similarity: ``normalise``-d first, then in absolute value."""
+    flat = maps.flatten(1).double()
+    flat = normalise(flat) if normalise is not None else flat
+    return flat.abs() if abs else flat
 
 
 def normalise_by_max(maps: Tensor) -> Tensor:
@@ -303,19 +310,53 @@ def mprt(
         The similarities per image and step (``MPRTResult``).
     """
     compare = similarity_function(similarity)
-
-    def prepared(m: Tensor) -> Tensor:
-        flat = m.flatten(1).double()
-        flat = normalise_by_max(flat) if normalise else flat
-        return flat.abs() if abs else flat
-
-    original = prepared(maps)
+    original = prepared(maps, abs, normalise_by_max if normalise else None)
     layers, columns, last = [], [], None
     for name, randomised, randomised_maps in cascade_maps(model, factory, x, target, order, seed, depth):
         layers.append(name)
-        columns.append(compare(original, prepared(randomised_maps)))
+        columns.append(compare(original, prepared(randomised_maps, abs, normalise_by_max if normalise else None)))
         last = randomised, randomised_maps
     return MPRTResult(layers, torch.stack(columns, dim=1), *last)
+
+
+def cascade_panel(
+    model: nn.Module,
+    factories: Mapping[str, ExplainerFactory],
+    x: Tensor,
+    target: Tensor | None = None,
+    *,
+    order: Order = "top_down",
+    seed: int = 42,
+    depth: int | None = None,
+    similarity: Similarity = "spearman",
+) -> tuple[list[str], dict[str, list[Tensor]], dict[str, list[float]]]:
+    """Adebayo et al.'s Fig. 2 for one image: each method's map of the trained model and after each step.
+
+    Args:
+        model: the network (not modified).
+        factories: a row title -> the factory of its method's explainer.
+        x: (1, 3, H, W) one image.
+        target: (1,) the class a label-needing method explains (the trained model's prediction).
+        order, seed, depth: the cascade (``cascade``).
+        similarity: the similarity written under each map (as in ``mprt``).
+
+    Returns:
+        The steps' names, per row the maps ((H, W): trained, then after each step) and per row
+        each step's similarity with the trained map.
+    """
+    compare = similarity_function(similarity)
+    steps: list[str] = []
+    rows: dict[str, list[Tensor]] = {}
+    similarities: dict[str, list[float]] = {}
+    for title, factory in factories.items():
+        trained = explain(factory(model), x, target)
+        rows[title], similarities[title], steps = [trained[0]], [], []
+        for name, _, maps in cascade_maps(model, factory, x, target, order, seed, depth):
+            steps.append(name)
+            rows[title].append(maps[0])
+            pair = (prepared(m, True, normalise_by_max) for m in (trained, maps))
+            similarities[title].append(float(compare(*pair)[0]))
+    return steps, rows, similarities
 
 
 def efficient_mprt(maps: Tensor, randomised_maps: Tensor, bins: int = ENTROPY_BINS) -> Tensor:
@@ -409,15 +450,10 @@ def smooth_mprt(
         raise ValueError(f"samples must be at least 1, got {samples}")
     compare = similarity_function(similarity)
     randomised = randomised if randomised is not None else fully_randomised(model, seed)
-
-    def prepared(m: Tensor) -> Tensor:
-        flat = m.flatten(1).double()
-        flat = normalise_by_second_moment(flat) if normalise else flat
-        return flat.abs() if abs else flat
-
+    normaliser = normalise_by_second_moment if normalise else None
     original = smooth_maps(factory(model), x, samples, magnitude, seed, target)
     after = smooth_maps(factory(randomised), x, samples, magnitude, seed, target)
-    return compare(prepared(original), prepared(after))
+    return compare(prepared(original, abs, normaliser), prepared(after, abs, normaliser))
 
 
 __all__ = [
@@ -427,6 +463,7 @@ __all__ = [
     "average_ranks",
     "cascade",
     "cascade_maps",
+    "cascade_panel",
     "discrete_entropy",
     "efficient_mprt",
     "explain",
@@ -435,6 +472,7 @@ __all__ = [
     "normalise_by_max",
     "normalise_by_second_moment",
     "pearson",
+    "prepared",
     "randomisable_layers",
     "reset_layer",
     "similarity_function",

@@ -1,12 +1,13 @@
 """From results to what a reader sees: display names (``titles``), summary tables (``summary``),
-figures (``figures``) and correctness splits (``correctness``); each imported on first use."""
+figures (``figures``), correctness splits (``correctness``) and the randomisation and
+faithfulness figures and findings (``sanity``); each imported on first use."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-_SUBMODULES = ("correctness", "figures", "summary", "titles")
+_SUBMODULES = ("correctness", "figures", "sanity", "summary", "titles")
 __all__ = list(_SUBMODULES)
 
 
