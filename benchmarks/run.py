@@ -37,7 +37,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import report, timing  # noqa: E402
 from benchmarks.cases import Case, Settings  # noqa: E402
 
-CASE_MODULES = ("lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "eigencam", "loading", "gpu", "peers")
+CASE_MODULES = (
+    "lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "eigencam", "loading", "gpu", "peers", "sanity",
+)
 
 
 def all_cases(settings: Settings, modules: tuple[str, ...] = CASE_MODULES) -> list[Case]:

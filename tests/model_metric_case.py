@@ -1,12 +1,9 @@
-"""A small classifier and encoder case for the metrics that query the model, and Quantus calls on it."""
+"""A small classifier and encoder case for the metrics that query the model."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -42,40 +39,12 @@ def images(batch: int = 4, channels: int = 3, height: int = 16, width: int = 18,
 def distinct_maps(batch: int, height: int, width: int, seed: int = 2) -> Tensor:
     """Maps without ties (Quantus' argsort breaks ties its own way)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.stack([torch.randperm(height * width, generator=g) for _ in range(batch)]).float().view(batch, height, width)
+    return (
+        torch.stack([torch.randperm(height * width, generator=g) for _ in range(batch)])
+        .float()
+        .view(batch, height, width)
+    )
 
 
 def factory(method: str, **options) -> Callable[[nn.Module], Callable[..., Tensor]]:
     return lambda model: lu.explainer(method, model, **options)
-
-
-def quiet(metric: Callable, **kwargs) -> object:
-    """Call a Quantus metric with its warnings silenced."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return metric(channel_first=True, **kwargs)
-
-
-@contextmanager
-def quantus_smooth_mprt_patched(method_options: dict, draws: list[np.ndarray]) -> Iterator[None]:
-    """Quantus' SmoothMPRT explaining with ``lu.explain_func`` and taking its noise from ``draws``, in turn.
-
-    SmoothMPRT calls ``quantus.explain`` (not the metric's ``explain_func``) and draws its noise
-    from NumPy's global generator; both are replaced for the duration of the block.
-    """
-    import quantus
-
-    calls = iter(range(10**6))
-
-    def randn(*shape: int) -> np.ndarray:
-        draw = draws[next(calls) % len(draws)]
-        assert draw.shape == shape
-        return draw.copy()
-
-    saved = quantus.explain, np.random.randn
-    quantus.explain = lambda model, inputs, targets, **kwargs: lu.explain_func(model, inputs, targets, **method_options)
-    np.random.randn = randn
-    try:
-        yield
-    finally:
-        quantus.explain, np.random.randn = saved

@@ -76,7 +76,8 @@ def split_metric_names(metrics: Iterable[str] | str | None) -> tuple[list[str], 
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [name for name in names if name not in METRICS and name not in MODEL_METRICS]
     if unknown or not names or len(set(names)) != len(names):
-        raise ValueError(f"unknown or no metrics in {names} (each at most once); choose from {[*METRICS, *MODEL_METRICS]}")
+        known = [*METRICS, *MODEL_METRICS]
+        raise ValueError(f"unknown or no metrics in {names} (each at most once); choose from {known}")
     return [n for n in names if n in METRICS], [n for n in names if n in MODEL_METRICS]
 
 

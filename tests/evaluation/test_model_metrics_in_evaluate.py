@@ -15,13 +15,25 @@ import lafam_utils as lu
 from lafam_utils.metrics import MODEL_METRIC_COLUMNS, compute_model_metrics, metric_columns
 
 METRICS = ["AUC", "MPRT", "eMPRT", "sMPRT", "ROAD", "Deletion", "Insertion"]
-OPTIONS = {"sMPRT": {"samples": 3}, "ROAD": {"percentages": [20, 60]}, "Deletion": {"steps": 8}, "Insertion": {"steps": 8}}
+OPTIONS = {
+    "sMPRT": {"samples": 3},
+    "ROAD": {"percentages": [20, 60]},
+    "Deletion": {"steps": 8},
+    "Insertion": {"steps": 8},
+}
 LISTS = ["MPRT layers", "MPRT curve", "ROAD MoRF curve", "ROAD LeRF curve", "Deletion curve", "Insertion curve"]
 
 
 def run(results_dir, dataset, **kwargs):
-    options = dict(batch_size=3, models=toy_models(), explainers=toy_explainers(), progress=False, num_workers=0,
-                   metrics=METRICS, metric_options=OPTIONS)
+    options = dict(
+        batch_size=3,
+        models=toy_models(),
+        explainers=toy_explainers(),
+        progress=False,
+        num_workers=0,
+        metrics=METRICS,
+        metric_options=OPTIONS,
+    )
     return lu.evaluate(dataset, PAIRS, results_dir=results_dir, **{**options, **kwargs})
 
 
@@ -45,7 +57,9 @@ def test_columns_equal_a_direct_computation(table):
         expected = compute_model_metrics(METRICS[1:], model, factory, x, factory(model)(x), OPTIONS)
         rows = table[(table.model == model_name) & (table.method == method)]
         for column in MODEL_METRIC_COLUMNS:
-            np.testing.assert_allclose(rows[column].to_numpy(), expected[column], atol=1e-6, err_msg=column)  # other batches
+            np.testing.assert_allclose(
+                rows[column].to_numpy(), expected[column], atol=1e-6, err_msg=column
+            )  # other batches
         assert [list(v) for v in rows["Deletion curve"]] == expected["Deletion curve"]
         assert [list(v) for v in rows["MPRT layers"]] == [["head", "layer4.0"]] * 5
         assert all(len(curve) == 9 for curve in rows["Insertion curve"])
@@ -54,9 +68,17 @@ def test_columns_equal_a_direct_computation(table):
 
 def test_identity_names_the_target_and_resume_reads_the_same_table(table, tmp_path):
     settings = identity(table)["model_metrics"]
-    assert settings["toynet"]["ROAD"]["target"] == "probability" and settings["toyenc"]["Deletion"]["target"] == "cosine"
-    assert settings["toynet"]["sMPRT"] == {"seed": 42, "samples": 3, "magnitude": 0.1, "similarity": "spearman",
-                                          "abs": True, "normalise": True}
+    assert (
+        settings["toynet"]["ROAD"]["target"] == "probability" and settings["toyenc"]["Deletion"]["target"] == "cosine"
+    )
+    assert settings["toynet"]["sMPRT"] == {
+        "seed": 42,
+        "samples": 3,
+        "magnitude": 0.1,
+        "similarity": "spearman",
+        "abs": True,
+        "normalise": True,
+    }
     run_dir = Path(table.attrs["run_dir"])
     written = {path: path.stat().st_mtime_ns for path in (run_dir / "chunks").iterdir()}
     again = run(run_dir.parent, ToyDataset(n=5))
@@ -79,8 +101,14 @@ def test_a_method_that_fails_on_the_randomised_model_fails_only_those_rows(tmp_p
             raise RuntimeError("cannot explain a randomised model")
         return lafam(model, **kwargs)
 
-    table = run(tmp_path, ToyDataset(n=4, broken=(1,)), models=models, explainers={"lafam": only_trained, "gradlike": lafam},
-                metrics=["AUC", "MPRT", "Deletion"], metric_options={"Deletion": {"steps": 4}})
+    table = run(
+        tmp_path,
+        ToyDataset(n=4, broken=(1,)),
+        models=models,
+        explainers={"lafam": only_trained, "gradlike": lafam},
+        metrics=["AUC", "MPRT", "Deletion"],
+        metric_options={"Deletion": {"steps": 4}},
+    )
     failed = table[(table.method == "lafam") & (table["index"] != 1)]
     assert failed["error"].str.contains("cannot explain a randomised model").all()
     assert failed["MPRT"].isna().all() and failed["Deletion"].isna().all() and failed["AUC"].notna().all()

@@ -5,12 +5,13 @@ import pytest
 import quantus
 import torch
 import torch.nn.functional as F
-from model_metric_case import SmallNet, distinct_maps, images, quiet
+from model_metric_case import SmallNet, distinct_maps, images
 from quantus.functions.perturb_func import noisy_linear_imputation as quantus_imputation
 from scipy.ndimage import gaussian_filter
 
 from lafam_utils.metrics import faithfulness as Fa
 from lafam_utils.metrics.imputation import noisy_linear_imputation
+from lafam_utils.metrics.quantus_reference import quantus_call as quiet
 
 
 def removed_top(maps: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,9 +69,14 @@ def test_road_accuracy_equals_quantus(channels):
     attributions[:, 1:] -= maps.max() + 1
     reference = quiet(
         quantus.ROAD(percentages=quantus_percentages, noise=0.0, disable_warnings=True),
-        model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=attributions.numpy(),
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=y.numpy(),
+        a_batch=attributions.numpy(),
     )
-    ours = Fa.road_curve(x, maps, Fa.ModelScore(model, x, "accuracy"), [channels * q for q in quantus_percentages], noise=0.0)
+    ours = Fa.road_curve(
+        x, maps, Fa.ModelScore(model, x, "accuracy"), [channels * q for q in quantus_percentages], noise=0.0
+    )
     np.testing.assert_allclose(ours.mean(dim=0).numpy(), list(reference.values()), atol=1e-12)
     assert 0 < float(ours.mean()) < 1  # the predictions do change along the way
 
@@ -87,10 +93,14 @@ def test_road_probability_and_cosine_curves_equal_a_direct_computation(most_rele
             order = maps.flatten(1).argsort(dim=1, descending=most_relevant_first)
             for j, p in enumerate(percentages):
                 k = int(16 * 18 * p / 100)
-                imputed = torch.stack([
-                    torch.from_numpy(quantus_imputation(x[i].double().numpy(), order[i, :k].numpy(), noise=0.0)).float()
-                    for i in range(3)
-                ])
+                imputed = torch.stack(
+                    [
+                        torch.from_numpy(
+                            quantus_imputation(x[i].double().numpy(), order[i, :k].numpy(), noise=0.0)
+                        ).float()
+                        for i in range(3)
+                    ]
+                )
                 output = model(imputed)
                 if hasattr(model, "class_names"):
                     expected = output.softmax(dim=1).gather(1, reference.argmax(dim=1, keepdim=True))[:, 0]
@@ -106,7 +116,10 @@ def test_deletion_curves_equal_quantus_pixel_flipping():
     y = model(x).argmax(dim=1)
     reference = quiet(
         quantus.PixelFlipping(features_in_step=3 * 16, perturb_baseline="black", disable_warnings=True),
-        model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(),
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=y.numpy(),
+        a_batch=maps[:, None].numpy(),
     )
     area, curve = Fa.deletion(x, maps, Fa.ModelScore(model, x), steps=18, baseline="black")
     np.testing.assert_allclose(curve[:, 1:].numpy(), np.array(reference), atol=1e-6, rtol=0)
@@ -173,8 +186,12 @@ def test_targets_follow_the_model_and_bad_arguments_raise():
 def test_an_image_scores_the_same_alone_and_in_a_batch():
     model = SmallNet()
     x = images(3, 3, 16, 18, seed=12)
-    maps = F.interpolate(torch.rand(3, 1, 4, 3, generator=torch.Generator().manual_seed(1)), size=(16, 18), mode="nearest")[:, 0]
+    maps = F.interpolate(
+        torch.rand(3, 1, 4, 3, generator=torch.Generator().manual_seed(1)), size=(16, 18), mode="nearest"
+    )[:, 0]
     batch, alone = Fa.ModelScore(model, x), Fa.ModelScore(model, x[1:2])
     torch.testing.assert_close(Fa.road_curve(x[1:2], maps[1:2], alone)[0], Fa.road_curve(x, maps, batch)[1])
     for curve_of in (Fa.deletion, Fa.insertion):
-        torch.testing.assert_close(curve_of(x[1:2], maps[1:2], alone, steps=9)[1][0], curve_of(x, maps, batch, steps=9)[1][1])
+        torch.testing.assert_close(
+            curve_of(x[1:2], maps[1:2], alone, steps=9)[1][0], curve_of(x, maps, batch, steps=9)[1][1]
+        )

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import quantus
 import torch
-from model_metric_case import SmallNet, factory, images, quantus_smooth_mprt_patched, quiet
+from model_metric_case import SmallNet, factory, images
 from scipy.stats import entropy, spearmanr
 
 import lafam_utils as lu
 from lafam_utils.metrics import randomisation as R
+from lafam_utils.metrics.quantus_reference import quantus_call as quiet
+from lafam_utils.metrics.quantus_reference import smooth_mprt_draws, smooth_mprt_patched
 
 LAYERS = ["layer1.0", "layer1.1", "layer4.0", "layer4.1", "head"]
 
@@ -21,8 +23,14 @@ def case():
 
 
 def quantus_kwargs(method, model, x, y, maps=None, **options):
-    return dict(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None if maps is None else maps[:, None].numpy(),
-                explain_func=lu.explain_func, explain_func_kwargs={"method": method, "layer": "layer4", **options})
+    return dict(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=y.numpy(),
+        a_batch=None if maps is None else maps[:, None].numpy(),
+        explain_func=lu.explain_func,
+        explain_func_kwargs={"method": method, "layer": "layer4", **options},
+    )
 
 
 def test_layers_order_and_the_fully_randomised_model_follow_quantus(case):
@@ -53,7 +61,9 @@ def test_mprt_equals_quantus_at_every_layer(case, method, similarity):
     maps = R.explain(make(model), x, y)
     ours = R.mprt(model, make, x, maps, y, seed=7, similarity=similarity)
     reference = quiet(
-        quantus.MPRT(seed=7, similarity_func=getattr(quantus.similarity_func, f"correlation_{similarity}"), disable_warnings=True),
+        quantus.MPRT(
+            seed=7, similarity_func=getattr(quantus.similarity_func, f"correlation_{similarity}"), disable_warnings=True
+        ),
         **quantus_kwargs(method, model, x, y, maps),
     )
     assert ours.layers == LAYERS[::-1] == [k for k in reference if k != "original"]
@@ -70,7 +80,9 @@ def test_mprt_ssim_equals_quantus_ssim(case):
     maps = R.explain(make(model), x, y)
     ours = R.mprt(model, make, x, maps, y, similarity="ssim")
     steps = [m for _, _, m in R.cascade_maps(model, make, x, y)]
-    expected = np.array([quantus.similarity_func.ssim(maps.flatten(1).numpy(), m.flatten(1).numpy(), batched=True) for m in steps]).T
+    expected = np.array(
+        [quantus.similarity_func.ssim(maps.flatten(1).numpy(), m.flatten(1).numpy(), batched=True) for m in steps]
+    ).T
     np.testing.assert_allclose(ours.similarities.numpy(), expected, atol=1e-4, rtol=0)
 
 
@@ -84,7 +96,11 @@ def test_similarities_equal_scipy_with_ties_and_nan_for_a_constant_map():
     np.testing.assert_allclose(R.pearson(a, b).numpy(), [np.corrcoef(a[i], b[i])[0, 1] for i in range(3)], atol=1e-12)
     assert R.spearman(torch.ones(1, 9), torch.rand(1, 9, generator=g)).isnan().all()
     rows = torch.rand(2, 50, generator=g), torch.rand(2, 50, generator=g)
-    np.testing.assert_allclose(R.ssim(*rows).numpy(), quantus.similarity_func.ssim(*(r.double().numpy() for r in rows), batched=True), atol=1e-10)
+    np.testing.assert_allclose(
+        R.ssim(*rows).numpy(),
+        quantus.similarity_func.ssim(*(r.double().numpy() for r in rows), batched=True),
+        atol=1e-10,
+    )
 
 
 @pytest.mark.parametrize("method", ["lafam", "gradcam"])
@@ -101,12 +117,14 @@ def test_emprt_is_quantus_complexity_ratio(case, method):
 
 def test_discrete_entropy_equals_numpy_histogram_and_scipy():
     g = torch.Generator().manual_seed(0)
-    maps = torch.cat([
-        torch.rand(3, 11, 13, generator=g),
-        torch.randint(0, 4, (1, 11, 13), generator=g).float() / 3,  # ties on the bin edges
-        torch.full((1, 11, 13), 0.25),  # constant: entropy 0
-        torch.linspace(0, 1, 143).view(1, 11, 13),  # values on every edge
-    ])
+    maps = torch.cat(
+        [
+            torch.rand(3, 11, 13, generator=g),
+            torch.randint(0, 4, (1, 11, 13), generator=g).float() / 3,  # ties on the bin edges
+            torch.full((1, 11, 13), 0.25),  # constant: entropy 0
+            torch.linspace(0, 1, 143).view(1, 11, 13),  # values on every edge
+        ]
+    )
     expected = [entropy(np.histogram(m.numpy(), bins=100)[0]) for m in maps]
     np.testing.assert_allclose(R.discrete_entropy(maps).numpy(), expected, atol=1e-12)
     assert R.efficient_mprt(maps[4:5], maps[:1]).isnan().all()  # a constant original map: no ratio
@@ -116,12 +134,12 @@ def test_discrete_entropy_equals_numpy_histogram_and_scipy():
 def test_smprt_equals_quantus_with_the_same_noise(case, method):
     model, x, y = case
     samples = 4
-    generator = torch.Generator().manual_seed(11)
-    draws = [torch.randn(x.shape[1:], generator=generator).expand(x.shape).double().numpy() for _ in range(samples - 1)]
     options = {"method": method, "layer": "layer4"}
-    with quantus_smooth_mprt_patched(options, draws):
+    with smooth_mprt_patched(options, smooth_mprt_draws(x.shape, samples, seed=11)):
         reference = quiet(
-            quantus.SmoothMPRT(seed=11, nr_samples=samples, skip_layers=True, return_last_correlation=True, disable_warnings=True),
+            quantus.SmoothMPRT(
+                seed=11, nr_samples=samples, skip_layers=True, return_last_correlation=True, disable_warnings=True
+            ),
             **quantus_kwargs(method, model, x, y),
         )
     ours = R.smooth_mprt(model, factory(method, layer="layer4"), x, y, samples=samples, seed=11)
@@ -134,7 +152,10 @@ def test_a_map_that_ignores_the_model_scores_one(case):
     maps = R.explain(make(model), x, y)
     assert torch.equal(R.mprt(model, make, x, maps, y).score, torch.ones(len(x), dtype=torch.float64))
     assert torch.allclose(R.smooth_mprt(model, make, x, y, samples=3), torch.ones(len(x), dtype=torch.float64))
-    assert torch.equal(R.efficient_mprt(maps, R.explain(make(R.fully_randomised(model)), x, y)), torch.ones(len(x), dtype=torch.float64))
+    assert torch.equal(
+        R.efficient_mprt(maps, R.explain(make(R.fully_randomised(model)), x, y)),
+        torch.ones(len(x), dtype=torch.float64),
+    )
 
 
 def test_one_image_equals_its_row_of_the_batch(case):
