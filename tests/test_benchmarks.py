@@ -206,3 +206,18 @@ def test_memory_probe_caps_relax_masks_and_report_shows_cpu_flags():
     assert set(flags) == {"amx_bf16", "avx512_bf16", "auto_on_cpu"} and flags["auto_on_cpu"] in ("fp32", "bf16")
     text = report._flags({"amx_bf16": True, "avx512_bf16": False, "auto_on_cpu": "bf16"})
     assert "AMX (amx_bf16) yes, AVX512-BF16 no" in text and "bf16" in text
+
+
+def test_the_sanity_cases_compare_with_quantus_against_a_stated_target():
+    cases = {case.id: case for case in run.all_cases(Settings(tiny=True))}
+    peers = {"sanity-road": "Quantus ROAD", "sanity-deletion": "Quantus PixelFlipping", "sanity-mprt": "Quantus MPRT"}
+    for case_id, peer in peers.items():
+        (comparison,) = cases[case_id].comparisons
+        assert (comparison.numerator, comparison.denominator, comparison.target, comparison.op) == (peer, "torch", 20, ">=")
+
+
+@pytest.mark.slow
+def test_the_sanity_cases_run_at_the_toy_size(tmp_path):
+    result = run.main(["--tiny", "--cases", "sanity", "--rounds", "1", "--no-memory", "--out", str(tmp_path)])
+    assert [case["id"] for case in result["cases"]] == ["sanity-road", "sanity-deletion", "sanity-mprt"]
+    assert all("error" not in case and math.isfinite(case["comparisons"][0]["ratio"]) for case in result["cases"])
