@@ -213,7 +213,8 @@ def test_the_sanity_cases_compare_with_quantus_against_a_stated_target():
     peers = {"sanity-road": "Quantus ROAD", "sanity-deletion": "Quantus PixelFlipping", "sanity-mprt": "Quantus MPRT"}
     for case_id, peer in peers.items():
         (comparison,) = cases[case_id].comparisons
-        assert (comparison.numerator, comparison.denominator, comparison.target, comparison.op) == (peer, "torch", 20, ">=")
+        stated = (comparison.numerator, comparison.denominator, comparison.target, comparison.op)
+        assert stated == (peer, "torch", 20, ">=")
 
 
 @pytest.mark.slow

@@ -404,7 +404,8 @@ class _Runner:
         except Exception as error:  # noqa: BLE001 - isolate the failing image(s) below
             if len(x) == 1:
                 return [{}], [_describe(error)]
-        values, errors = zip(*(self._model_metrics(pair, x[i : i + 1], maps[i : i + 1]) for i in range(len(x))))
+        singles = [self._model_metrics(pair, x[i : i + 1], maps[i : i + 1]) for i in range(len(x))]
+        values, errors = zip(*singles, strict=True)
         return [v[0] for v in values], [e[0] for e in errors]
 
     def rows(self, pair: Pair, batch: _Batch, dataset_name: str) -> pd.DataFrame:

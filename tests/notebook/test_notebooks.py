@@ -249,7 +249,8 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     sanity = (next(results.glob("synthetic_sanity/*/summary.md"))).read_text().splitlines()
     assert "Shapes supervised Random |" in sanity[0] and "Shapes SimCLR RELAX |" in sanity[0]
     assert [line.split(" | ")[0] for line in sanity[2:]] == [f"| {lu_label}" for lu_label in SANITY_ROWS]
-    printed = "".join(o.get("text", "") for c in nbformat.read(executed[-1], as_version=4).cells for o in c.get("outputs", []))
+    cells = nbformat.read(executed[-1], as_version=4).cells
+    printed = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
     assert "Shapes supervised, MPRT ↓ (x100, n=4): LaFAM" in printed and "(p=" in printed
 
 

@@ -112,3 +112,17 @@ def test_a_notebook_that_explains_the_classifier_loads_only_the_classifier(tmp_p
     table = run.evaluate(run.dataset("hard"), pairs, name="hard")
     assert len(table) == 8 and run.models.loaded() == [run.classifier]
     assert (tmp_path / "synthetic_hard").is_dir()
+
+
+def test_the_sanity_notebook_adds_the_random_map_and_takes_its_sizes_from_the_parameters():
+    sizes = {"smooth_samples": 3, "road_percentages": [40], "sanity_relax_masks": 4}
+    run = setup({"random_init": True, "methods": [], **sizes})
+    pairs = run.pairs_with(["random"])
+    assert pairs == [("shapes-supervised", "gradcam"), ("shapes-supervised", "lafam"), ("shapes-supervised", "random"),
+                     ("shapes-simclr", "relax"), ("shapes-simclr", "lafam"), ("shapes-simclr", "random")]
+    options = run.sanity_options()
+    assert options["sMPRT"] == {"samples": 3} and options["ROAD"] == {"percentages": [40]}
+    assert options["Deletion"] == options["Insertion"] == {"steps": run.params.perturbation_steps}
+    assert set(options) <= set(lu.metrics.MODEL_METRICS)
+    relax = run.factory("relax", relax_masks=4)(run.models["shapes-simclr"])
+    assert relax.n_masks == 4 and run.factory("relax")(run.models["shapes-simclr"]).n_masks == run.params.relax_masks
