@@ -212,7 +212,8 @@ def test_the_sanity_cases_compare_with_quantus_against_a_stated_target():
     cases = {case.id: case for case in run.all_cases(Settings(tiny=True))}
     peers = {"sanity-road": "Quantus ROAD", "sanity-deletion": "Quantus PixelFlipping", "sanity-mprt": "Quantus MPRT"}
     for case_id, peer in peers.items():
-        (comparison,) = cases[case_id].comparisons
+        comparison, floor = cases[case_id].comparisons
+        assert floor.numerator == "torch" and floor.target is None
         stated = (comparison.numerator, comparison.denominator, comparison.target, comparison.op)
         assert stated == (peer, "torch", 20, ">=")
 
