@@ -310,11 +310,15 @@ def mprt(
         The similarities per image and step (``MPRTResult``).
     """
     compare = similarity_function(similarity)
-    original = prepared(maps, abs, normalise_by_max if normalise else None)
+    normaliser = normalise_by_max if normalise else None
+    original = prepared(maps, abs, normaliser)
+    if similarity == "spearman":  # the trained map's ranks once, not at every step
+        original_ranks = average_ranks(original)
+        compare = lambda _, b: pearson(original_ranks, average_ranks(b))  # noqa: E731
     layers, columns, last = [], [], None
     for name, randomised, randomised_maps in cascade_maps(model, factory, x, target, order, seed, depth):
         layers.append(name)
-        columns.append(compare(original, prepared(randomised_maps, abs, normalise_by_max if normalise else None)))
+        columns.append(compare(original, prepared(randomised_maps, abs, normaliser)))
         last = randomised, randomised_maps
     return MPRTResult(layers, torch.stack(columns, dim=1), *last)
 
