@@ -31,6 +31,7 @@ def cascade_figure(
     steps: Sequence[str],
     similarities: Mapping[str, Sequence[float]] | None = None,
     similarity: str = "Spearman",
+    title: str | None = None,
     cell_size: float = 1.3,
 ) -> Figure:
     """Maps as the model's layers are randomised, from the output down (Adebayo et al. 2018, Fig. 2).
@@ -42,6 +43,7 @@ def cascade_figure(
         similarities: a row title -> the similarity of each step's map with the trained model's
             (MPRT), written under the map.
         similarity: the similarity's name, for the caption.
+        title: the figure's title (e.g. the model).
         cell_size: the side of one cell in inches.
 
     Returns:
@@ -50,16 +52,16 @@ def cascade_figure(
     Raises:
         ValueError: a row does not hold one map more than there are steps.
     """
-    for title, maps in rows.items():
+    for method, maps in rows.items():
         if len(maps) != len(steps) + 1:
-            raise ValueError(f"row {title!r}: expected {len(steps) + 1} maps (trained, then per step), got {len(maps)}")
+            raise ValueError(f"row {method!r}: expected {len(steps) + 1} maps (trained, per step), got {len(maps)}")
     columns = ["Image", "Trained", *(f"+ {step}" for step in steps)]
     figsize = (cell_size * len(columns), cell_size * len(rows))
     fig, axes = plt.subplots(len(rows), len(columns), figsize=figsize, squeeze=False)
     size = tuple(image.shape[-2:])
-    for row, (title, maps) in enumerate(rows.items()):
+    for row, (method, maps) in enumerate(rows.items()):
         show_image(axes[row, 0], image)
-        axes[row, 0].set_ylabel(title, fontsize=8)
+        axes[row, 0].set_ylabel(method, fontsize=8)
         for col, saliency in enumerate(maps, start=1):
             ax = axes[row, col]
             ax.set_xticks([])
@@ -68,11 +70,13 @@ def cascade_figure(
             ax.set_ylim(size[0] - 0.5, -0.5)
             show_map(ax, saliency, size, alpha=1.0)
             if similarities is not None and col > 1:
-                ax.set_xlabel(f"{similarities[title][col - 2]:.2f}", fontsize=7)
-    for col, title in enumerate(columns):
-        axes[0, col].set_title(title, fontsize=8)
+                ax.set_xlabel(f"{similarities[method][col - 2]:.2f}", fontsize=7)
+    for col, column in enumerate(columns):
+        axes[0, col].set_title(column, fontsize=8)
     below = f"; below each map: its {similarity} similarity with the trained map" if similarities is not None else ""
     fig.supxlabel(f"cascading randomisation, output layer first{below}", fontsize=8)
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

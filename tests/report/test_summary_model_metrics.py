@@ -43,3 +43,28 @@ def test_model_metric_columns_are_summarised_with_their_direction_and_paired_tes
     rows = {line.split(" | ")[0] for line in to_markdown(summary).splitlines()}
     assert {"| MPRT ↓", "| ROAD ↑", "| ROAD MoRF ↓", "| AUC"} <= rows
     assert "MPRT $\\downarrow$" in to_latex(summary) and "↓" not in to_latex(summary)
+
+
+def test_the_sanity_figures_and_findings():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+
+    from lafam_utils.report.sanity import cascade_figure, findings, mean_curves
+
+    maps = [torch.rand(7, 7) for _ in range(3)]
+    fig = cascade_figure(
+        torch.zeros(3, 16, 16),
+        {"LaFAM": maps, "Random": maps},
+        ["fc", "layer4"],
+        {"LaFAM": [1.0, 0.5], "Random": [1.0, 1.0]},
+        title="Model",
+    )
+    assert fig._suptitle.get_text() == "Model" and fig.axes[0].get_ylabel() == "LaFAM"
+    assert [fig.axes[i].get_title() for i in range(4)] == ["Image", "Trained", "+ fc", "+ layer4"]
+    table = results()
+    assert len(mean_curves(table, "MPRT curve", ["fc", "layer4", "layer3", "stem"]).axes) == 1
+    sentences = findings(lu.summarize(table), ["MPRT", "eMPRT"])
+    assert len(sentences) == 2 and sentences[0].startswith("Shapes supervised, MPRT ↓ (x100, n=30): LaFAM ")
+    assert "better than Grad-CAM" in sentences[0] and "worse than Grad-CAM" in sentences[1]  # MPRT ↓, eMPRT ↑
