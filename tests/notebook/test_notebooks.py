@@ -70,7 +70,7 @@ def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, mo
 
     executed = run_series(params_file, tmp_path / "runs", only=["02", "03", "04", "05"])
 
-    assert [path.name for path in executed] == SERIES[1:]
+    assert [path.name for path in executed] == SERIES[1:5]
     summary = next((tmp_path / "results").glob("voc_paper*/**/summary.md")).read_text()
     assert all(f"{model_title(name)} RELAX" in summary and f"{model_title(name)} LaFAM" in summary for name in RELEASES)
     figures = {path.name for path in (tmp_path / "figures").iterdir()}
@@ -95,7 +95,7 @@ def test_notebooks_02_to_05_run_the_vision_transformers_on_voc(tmp_path, monkeyp
 
     executed = run_series(params_file, tmp_path / "runs", only=["02", "03", "04", "05"])
 
-    assert [path.name for path in executed] == SERIES[1:]
+    assert [path.name for path in executed] == SERIES[1:5]
     run_json = json.loads(next((tmp_path / "results").glob("voc_paper*/**/run.json")).read_text())
     pairs = [tuple(pair) for pair in run_json["identity"]["pairs"]]
     assert ("vit_b_16", "attention") not in pairs  # torchvision's ViT does not expose its attention
