@@ -39,6 +39,7 @@ from benchmarks.cases import Case, Settings  # noqa: E402
 
 CASE_MODULES = (
     "lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "eigencam", "loading", "gpu", "peers", "lrp",
+    "sanity",
 )
 
 

@@ -215,3 +215,20 @@ def test_lafam_lrp_case_times_every_contender_against_grad_cam_plus_20_percent(t
     target = next(c for c in case["comparisons"] if c["label"] == "LaFAM-LRP / Grad-CAM")
     assert target["target"] == 1.2 and target["met"] == (target["ratio"] <= 1.2)
     assert "lrp-resnet50" in [c.id for c in run.all_cases(Settings(tiny=True))]
+
+
+def test_the_sanity_cases_compare_with_quantus_against_a_stated_target():
+    cases = {case.id: case for case in run.all_cases(Settings(tiny=True))}
+    peers = {"sanity-road": "Quantus ROAD", "sanity-deletion": "Quantus PixelFlipping", "sanity-mprt": "Quantus MPRT"}
+    for case_id, peer in peers.items():
+        comparison, floor = cases[case_id].comparisons
+        assert floor.numerator == "torch" and floor.target is None
+        stated = (comparison.numerator, comparison.denominator, comparison.target, comparison.op)
+        assert stated == (peer, "torch", 20, ">=")
+
+
+@pytest.mark.slow
+def test_the_sanity_cases_run_at_the_toy_size(tmp_path):
+    result = run.main(["--tiny", "--cases", "sanity", "--rounds", "1", "--no-memory", "--out", str(tmp_path)])
+    assert [case["id"] for case in result["cases"]] == ["sanity-road", "sanity-deletion", "sanity-mprt"]
+    assert all("error" not in case and math.isfinite(case["comparisons"][0]["ratio"]) for case in result["cases"])

@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,14 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..metrics import compute, select
+from ..metrics import (
+    MODEL_METRIC_COLUMNS,
+    compute,
+    compute_model_metrics,
+    metric_columns,
+    metric_settings,
+    split_metric_names,
+)
 from ..paper import PAPER_PAIRS, Pair
 from ..precision import Precision, check_precision, resolve_precision
 from . import loading, run_store
@@ -149,13 +157,21 @@ class _Runner:
         precision: Precision = "fp32",
         compile: bool = False,  # noqa: A002 - the name torch uses
         progress: bool = False,
+        model_metrics: Sequence[str] = (),
+        metric_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.device = device
         self.metric_names = tuple(metric_names)
         self.metric_kwargs = dict(metric_kwargs)
         self.metric_fn = metric_fn or compute
         self.models = {name: self._model(name, models) for name in dict.fromkeys(model for model, _ in pairs)}
+        self.model_metrics = tuple(model_metrics)
+        self.model_columns = tuple(metric_columns(self.model_metrics))
+        self.metric_settings = {  # checked here, before anything is written
+            name: metric_settings(self.model_metrics, metric_options, model) for name, model in self.models.items()
+        } if self.model_metrics else {}
         self.explainers: dict[Pair, MapFn] = {}
+        self.factories: dict[Pair, Callable[[nn.Module], MapFn]] = {}  # the method on another model (randomised)
         for model, method in pairs:
             kwargs = dict((explainer_kwargs or {}).get(method, {}))
             factory = (explainers or {}).get(method)
@@ -170,8 +186,10 @@ class _Runner:
                 if built.compile and progress:
                     built.report_compile = True  # "compiled <model> in X s" beside the bar
                 self.explainers[(model, method)] = built
+                self.factories[(model, method)] = partial(explainer, method, **{"precision": precision, **kwargs})
             else:
                 self.explainers[(model, method)] = factory(self.models[model], **kwargs)
+                self.factories[(model, method)] = partial(factory, **kwargs)
 
     def _model(self, name: str, models: Mapping[str, nn.Module] | None) -> nn.Module:
         if models is not None and name in models:
@@ -258,13 +276,29 @@ class _Runner:
         values, errors = zip(*(self._metrics(maps[i : i + 1], masks[i : i + 1]) for i in range(len(maps))))
         return [v[0] for v in values], [e[0] for e in errors]
 
+    def _model_metrics(self, pair: Pair, x: Tensor, maps: Tensor) -> tuple[list[dict[str, Any]], list[str]]:
+        """The model metrics' values and errors per image; a batch that raises is retried image by image."""
+        try:
+            columns = compute_model_metrics(
+                self.model_metrics, self.models[pair[0]], self.factories[pair], x, maps, self.metric_settings[pair[0]]
+            )
+            per_image = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+            return per_image, [""] * len(x)
+        except Exception as error:  # noqa: BLE001 - isolate the failing image(s) below
+            if len(x) == 1:
+                return [{}], [describe_error(error)]
+        singles = [self._model_metrics(pair, x[i : i + 1], maps[i : i + 1]) for i in range(len(x))]
+        values, errors = zip(*singles, strict=True)
+        return [v[0] for v in values], [e[0] for e in errors]
+
     def rows(self, pair: Pair, batch: _Batch, dataset_name: str) -> pd.DataFrame:
         """The rows of one pair for one batch; failed images keep their error and NaN metrics."""
         nan = float("nan")
+        empty = {column: nan if column in MODEL_METRIC_COLUMNS else None for column in self.model_columns}
         rows = {
             item.index: {"dataset": dataset_name, "index": item.index, "id": item.id, "labels": item.labels,
                          "model": pair[0], "method": pair[1], "prediction": "", "seconds": nan,
-                         **dict.fromkeys(self.metric_names, nan), "error": item.error}
+                         **dict.fromkeys(self.metric_names, nan), **empty, "error": item.error}
             for item in batch.items
         }
         if batch.loaded:
@@ -286,11 +320,18 @@ class _Runner:
                     if not ok:
                         rows[batch.loaded[i].index]["error"] = "explainer returned a map with NaN or infinite values"
                 scored = [j for j, ok in enumerate(finite) if ok]
-                if scored:
+                if scored and self.metric_names:
                     values, errors = self._metrics(stacked[scored], batch.masks[[explained[j] for j in scored]])
                     for j, v, e in zip(scored, values, errors):
                         rows[batch.loaded[explained[j]].index].update(v, error=e)
-        return pd.DataFrame(list(rows.values()), columns=[*ID_COLUMNS, *self.metric_names, "error"])
+                if scored and self.model_metrics:
+                    x = batch.x[[explained[j] for j in scored]]
+                    values, errors = self._model_metrics(pair, x, stacked[scored])
+                    for j, v, e in zip(scored, values, errors, strict=True):
+                        row = rows[batch.loaded[explained[j]].index]
+                        row.update(v, error=row["error"] or e)
+        columns = [*ID_COLUMNS, *self.metric_names, *self.model_columns, "error"]
+        return pd.DataFrame(list(rows.values()), columns=columns)
 
 
 def evaluate(
@@ -314,6 +355,7 @@ def evaluate(
     compile: bool = False,  # noqa: A002 - the name torch uses
     num_workers: int | None = None,
     decode: Decode = "dataset",
+    metric_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Explain and score every image of ``dataset`` with every (model, method) pair; return the table.
 
@@ -357,6 +399,15 @@ def evaluate(
     on a GPU: docs/performance.md). Device decoding enters the identity (``"device-cuda"``,
     ``"device-cpu"``); the table is the same for any ``num_workers``, which does not.
 
+    ``metrics`` may also name the metrics that query the model (``lu.metrics.MODEL_METRICS``):
+    the randomisation checks "MPRT", "eMPRT", "sMPRT" and the faithfulness metrics "ROAD",
+    "Deletion", "Insertion". Each adds its scalar columns (MPRT, eMPRT, sMPRT, ROAD, ROAD MoRF,
+    ROAD LeRF, Deletion, Insertion) and its list columns (MPRT layers and MPRT curve: the
+    similarity after each randomised layer; the faithfulness curves); ``metric_options`` sets
+    their options by metric name (``{"Deletion": {"steps": 50}}``). Their settings as used, the
+    faithfulness target resolved per model ("probability" of the predicted class for a
+    classifier, "cosine" similarity of the embeddings for an encoder), enter the run's identity.
+
     Args:
         dataset: items with ``image`` (3, H, W) float tensors and ``mask`` (H, W) tensors.
         pairs: the (model name, method name) pairs (default: the paper's).
@@ -377,6 +428,7 @@ def evaluate(
         compile: ``torch.compile`` for the forwards without hooks, as above.
         num_workers: loading processes, as above.
         decode: ``"auto"``, ``"dataset"`` or ``"device"``, as above.
+        metric_options: options of the model metrics by metric name, as above.
 
     Returns:
         The merged results table (a pandas DataFrame), ``attrs["run_dir"]`` its run's folder.
@@ -398,7 +450,7 @@ def evaluate(
         )
     if len(set(pairs)) != len(pairs):
         raise ValueError(f"pairs must not repeat, got {pairs!r}")
-    metric_names = tuple(metric.name for metric in select(metrics))
+    metric_names, model_metrics = split_metric_names(metrics)
     check_precision(precision)
     if num_workers is not None and (type(num_workers) is not int or num_workers < 0):
         raise ValueError(f"num_workers must be a non-negative integer or None, got {num_workers!r}")
@@ -423,12 +475,14 @@ def evaluate(
         metric_kwargs = {"k": k, "backend": backend, "metrics": list(metric_names)}
         runner = _Runner(
             pairs, device, models, explainers, explainer_kwargs, metric_fn, metric_names, metric_kwargs, precision,
-            compile, progress,
+            compile, progress, model_metrics, metric_options,
         )
         ids = run_store.dataset_ids(dataset)
         if ids is not None and len(ids) != n_items:
             raise ValueError(f"the dataset lists {len(ids)} ids for {n_items} items")
-        identity = _identity(dataset, ids, pairs, runner, explainers, explainer_kwargs, metric_names, settings)
+        identity = _identity(
+            dataset, ids, pairs, runner, explainers, explainer_kwargs, [*metric_names, *model_metrics], settings
+        )
         store = RunStore(results_dir, identity)
         store.open()
         n_batches = -(-n_items // batch_size)
@@ -482,6 +536,7 @@ def _identity(
         "explainers": methods,
         "metrics": list(metric_names),
         "settings": dict(settings),
+        **({"model_metrics": run_store.plain(runner.metric_settings)} if runner.metric_settings else {}),
     }
 
 

@@ -115,9 +115,18 @@ class Session:
         n = p.n_eval if n_images is None else n_images
         return open_dataset(p.dataset, subset, self.data_root, self.images_root, n, p.seed, p.image_size)
 
-    def method_options(self, method: str, progress: bool = False) -> dict[str, Any]:
-        """The run's settings that ``method``'s constructor takes: RELAX's masks and seed, and a progress bar."""
-        return accepted_options(method, {"n_masks": self.params.relax_masks, "seed": self.params.seed, "progress": progress})
+    def method_options(self, method: str, progress: bool = False, relax_masks: int | None = None) -> dict[str, Any]:
+        """The run's settings that ``method``'s constructor takes: RELAX's masks (``relax_masks``, else
+        the run's) and seed, and a progress bar."""
+        masks = self.params.relax_masks if relax_masks is None else relax_masks
+        return accepted_options(method, {"n_masks": masks, "seed": self.params.seed, "progress": progress})
+
+    def factory(
+        self, method: str, upsample: str | None = "nearest", relax_masks: int | None = None
+    ) -> Callable[[nn.Module], Any]:
+        """``method``'s explainer for any model, at the run's precision and settings (``method_options``)."""
+        options = self.method_options(method, relax_masks=relax_masks)
+        return lambda model: explainer(method, model, upsample=upsample, precision=self.params.precision, **options)
 
     def explainers(
         self, pairs: Sequence[Pair] | None = None, upsample: str | None = "nearest", progress: bool = False
@@ -131,19 +140,51 @@ class Session:
             for model, method in (self.pairs if pairs is None else pairs)
         }
 
-    def evaluate(self, data: Dataset, pairs: Sequence[Pair] | None = None, name: str = "paper") -> Any:
+    def pairs_with(self, methods: Sequence[str]) -> list[Pair]:
+        """``self.pairs`` with ``methods`` added on each model they apply to (e.g. the random map)."""
+        extra = [method for method in methods if method not in self.params.methods]
+        return comparison_pairs(
+            self.classifier, self.encoders, [*self.params.methods, *extra],
+            lambda model, method: applies_to(method, self.models[model]),
+        )
+
+    def sanity_options(self) -> dict[str, dict[str, Any]]:
+        """The options of the randomisation checks and faithfulness metrics from the run's parameters."""
+        p = self.params
+        return {
+            "MPRT": {"depth": p.sanity_depth},
+            "sMPRT": {"samples": p.smooth_samples},
+            "ROAD": {"percentages": list(p.road_percentages)},
+            "Deletion": {"steps": p.perturbation_steps},
+            "Insertion": {"steps": p.perturbation_steps},
+        }
+
+    def evaluate(
+        self,
+        data: Dataset,
+        pairs: Sequence[Pair] | None = None,
+        name: str = "paper",
+        metrics: Sequence[str] | None = None,
+        metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+        relax_masks: int | None = None,
+    ) -> Any:
         """``lu.evaluate`` of ``pairs`` (default ``self.pairs``) on ``data`` with the run's settings,
-        kept under ``results/<dataset>_<name>/``; returns the results table."""
+        kept under ``results/<dataset>_<name>/``; returns the results table.
+
+        ``metrics`` and ``metric_options`` go to ``lu.evaluate`` (None: the six localisation
+        metrics); ``relax_masks`` replaces the run's RELAX masks.
+        """
         from ..evaluation import evaluate
 
         pairs = self.pairs if pairs is None else list(pairs)
         methods = dict.fromkeys(method for _, method in pairs)
-        options = {method: self.method_options(method) for method in methods}
+        options = {method: self.method_options(method, relax_masks=relax_masks) for method in methods}
         p = self.params
         return evaluate(
             data, pairs, results_dir=self.results / f"{p.dataset}_{name}", batch_size=p.batch_size,
             device=self.device, models=self.models, explainer_kwargs={m: o for m, o in options.items() if o},
-            dataset_name=p.dataset, progress=True, precision=p.precision,
+            dataset_name=p.dataset, progress=True, precision=p.precision, metrics=metrics,
+            metric_options=metric_options,
         )
 
     def titled(self, by_pair: Mapping[Pair, Any], separator: str = " ") -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """From results to what a reader sees: display names (``titles``), summary tables (``summary``),
-figures (``figures``), correctness splits (``correctness``) and the notebooks' computed findings
-(``findings``); each imported on first use."""
+figures (``figures``), correctness splits (``correctness``), the notebooks' computed findings
+(``findings``) and the randomisation and faithfulness figures and findings (``sanity``); each
+imported on first use."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-_SUBMODULES = ("correctness", "figures", "findings", "summary", "titles")
+_SUBMODULES = ("correctness", "figures", "findings", "sanity", "summary", "titles")
 __all__ = list(_SUBMODULES)
 
 

@@ -4,6 +4,9 @@
 percentile-bootstrap interval of the mean, the number of images and, in each column of a model
 that has a LaFAM column (LaFAM's own excepted), the p-value of a paired Wilcoxon signed-rank test
 of that method against the model's LaFAM (images paired by id). Means and interval bounds are shown x100 with two decimals.
+The metrics are the six localisation metrics and the scalar columns of the metrics that query the
+model (``lu.metrics.MODEL_METRIC_COLUMNS``); the tables mark the latter's direction, "↑" where
+higher is better and "↓" where lower is (the six localisation metrics: all higher).
 
 Rounding: the paper truncates (ResNet50 LaFAM's ImageNet-S Pointing-Game mean 0.906765 is printed
 90.67). ``rounding="round"`` (the default) rounds to the nearest instead, because truncation
@@ -22,13 +25,22 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from ..metrics import METRIC_NAMES
+from ..metrics import HIGHER_IS_BETTER, METRIC_NAMES, MODEL_METRIC_COLUMNS
 from ..paper import PAPER_DATASETS, PAPER_METRIC_ORDER
 from .titles import method_title, model_title, pair_title
 
 Rounding = Literal["round", "truncate"]
 STATS = ("mean", "ci_low", "ci_high", "n", "p_value")
 REQUIRED_COLUMNS = ("id", "model", "method")
+DIRECTIONS: dict[str, bool] = {**HIGHER_IS_BETTER, **MODEL_METRIC_COLUMNS}
+"""Every metric column a summary knows -> whether higher is better."""
+
+
+def metric_label(metric: str) -> str:
+    """The metric's row label in the tables: a model metric's name with its direction ("MPRT ↓")."""
+    if metric not in MODEL_METRIC_COLUMNS:
+        return metric
+    return f"{metric} {'↑' if MODEL_METRIC_COLUMNS[metric] else '↓'}"
 
 
 def to_percent(values: np.ndarray | float, rounding: Rounding = "round") -> np.ndarray:
@@ -86,9 +98,9 @@ def _check_results(results: pd.DataFrame) -> list[str]:
         example = results.loc[duplicated, "id"].iloc[0]
         raise ValueError(f"image ids repeat within a (model, method) pair, e.g. {example!r}; ids must be unique")
     metrics = [m for m in PAPER_METRIC_ORDER if m in results.columns]
-    metrics += [m for m in METRIC_NAMES if m in results.columns and m not in metrics]
+    metrics += [m for m in (*METRIC_NAMES, *MODEL_METRIC_COLUMNS) if m in results.columns and m not in metrics]
     if not metrics:
-        raise ValueError(f"results table has no metric column; expected some of {list(METRIC_NAMES)}")
+        raise ValueError(f"results table has no metric column; expected some of {list(DIRECTIONS)}")
     return metrics
 
 
@@ -158,6 +170,7 @@ def _cells(summary: pd.DataFrame, ci: bool, p_values: bool) -> pd.DataFrame:
         p = summary.xs("p_value", level="stat")
         cells = cells + (" (p=" + p.map("{:.2g}".format) + ")").where(p.notna(), "")
     cells.columns = [pair_title(*pair) for pair in cells.columns]
+    cells.index = [metric_label(metric) for metric in cells.index]
     return cells
 
 
@@ -175,7 +188,7 @@ def to_markdown(summary: pd.DataFrame, *, ci: bool = True, p_values: bool = True
 def _latex_escape(text: str) -> str:
     for char in "\\&%$#_{}":
         text = text.replace(char, "\\" + char)
-    return text
+    return text.replace("↑", "$\\uparrow$").replace("↓", "$\\downarrow$")
 
 
 def to_latex(summary: pd.DataFrame, *, ci: bool = True, p_values: bool = True) -> str:
@@ -232,8 +245,10 @@ def compare_with_paper(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 __all__: Sequence[str] = [
+    "DIRECTIONS",
     "bootstrap_ci",
     "compare_with_paper",
+    "metric_label",
     "paired_wilcoxon",
     "paper_table",
     "summarize",

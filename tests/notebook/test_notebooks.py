@@ -21,8 +21,10 @@ SERIES = [
     "03_multi_object_scenes.ipynb",
     "04_misclassification_analysis.ipynb",
     "05_metrics.ipynb",
+    "06_sanity_and_faithfulness.ipynb",
 ]
 PARAMS_DIR = NOTEBOOKS_DIR / "params"
+SANITY_ROWS = ["MPRT ↓", "eMPRT ↑", "sMPRT ↓", "ROAD ↑", "ROAD MoRF ↓", "ROAD LeRF ↑", "Deletion ↓", "Insertion ↑"]
 
 
 def parameters_cells(notebook: nbformat.NotebookNode) -> list:
@@ -68,7 +70,7 @@ def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, mo
 
     executed = run_series(params_file, tmp_path / "runs", only=["02", "03", "04", "05"])
 
-    assert [path.name for path in executed] == SERIES[1:]
+    assert [path.name for path in executed] == SERIES[1:5]
     summary = next((tmp_path / "results").glob("voc_paper*/**/summary.md")).read_text()
     assert all(f"{model_title(name)} RELAX" in summary and f"{model_title(name)} LaFAM" in summary for name in RELEASES)
     figures = {path.name for path in (tmp_path / "figures").iterdir()}
@@ -93,7 +95,7 @@ def test_notebooks_02_to_05_run_the_vision_transformers_on_voc(tmp_path, monkeyp
 
     executed = run_series(params_file, tmp_path / "runs", only=["02", "03", "04", "05"])
 
-    assert [path.name for path in executed] == SERIES[1:]
+    assert [path.name for path in executed] == SERIES[1:5]
     run_json = json.loads(next((tmp_path / "results").glob("voc_paper*/**/run.json")).read_text())
     pairs = [tuple(pair) for pair in run_json["identity"]["pairs"]]
     assert ("vit_b_16", "attention") not in pairs  # torchvision's ViT does not expose its attention
@@ -115,7 +117,9 @@ def test_the_series_runs_the_shapes_vits(tmp_path, monkeypatch):
     monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
     params = yaml.safe_load((PARAMS_DIR / "vit-synthetic.yaml").read_text())
     smoke = yaml.safe_load((PARAMS_DIR / "smoke.yaml").read_text())
-    params.update({key: smoke[key] for key in ("random_init", "n_images", "n_eval", "image_size", "relax_masks", "batch_size")})
+    sizes = ("random_init", "n_images", "n_eval", "image_size", "relax_masks", "batch_size", "sanity_images",
+             "sanity_relax_masks", "smooth_samples", "perturbation_steps", "road_percentages")
+    params.update({key: smoke[key] for key in sizes})
     params.update(figures_dir=str(tmp_path / "figures"), results_dir=str(tmp_path / "results"))
     params_file = tmp_path / "vit-synthetic.yaml"
     params_file.write_text(yaml.safe_dump(params))
@@ -229,6 +233,9 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
         "fig3_misclassified",
         "fig5_metric_distributions",
         "fig6_seconds_per_image",
+        *(f"fig7_cascading_randomisation_{model}" for model in ("shapes-supervised", "shapes-simclr")),
+        *(f"fig8_mprt_by_layer_{model}" for model in ("shapes-supervised", "shapes-simclr")),
+        *(f"fig9_{curve}_curve" for curve in ("deletion", "insertion", "road_morf", "road_lerf")),
     ]
     assert figures == {f"{stem}_synthetic.{ext}" for stem in stems for ext in ("png", "pdf")}
     results = tmp_path / "results"
@@ -240,6 +247,12 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     coverage = (results / "multi_object_coverage_synthetic.csv").read_text()
     assert "Shapes supervised DFF concepts (best per object)" in coverage and "Shapes supervised FEM" in coverage
     assert (run_dir / "run.json").is_file() and (run_dir / "results.parquet").is_file()
+    sanity = (next(results.glob("synthetic_sanity/*/summary.md"))).read_text().splitlines()
+    assert "Shapes supervised Random |" in sanity[0] and "Shapes SimCLR RELAX |" in sanity[0]
+    assert [line.split(" | ")[0] for line in sanity[2:]] == [f"| {lu_label}" for lu_label in SANITY_ROWS]
+    cells = nbformat.read(executed[-1], as_version=4).cells
+    printed = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+    assert "Shapes supervised, MPRT ↓ (x100, n=4): LaFAM" in printed and "(p=" in printed
 
 
 def test_notebook_defaults_are_the_demo_parameter_set():

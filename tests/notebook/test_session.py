@@ -24,7 +24,7 @@ def test_params_reject_unknown_names_and_wrong_types():
     with pytest.raises(ValueError, match="precision"):
         Params.from_mapping({"precision": "fp16"})
     params = Params.from_mapping({"encoders": ["simclr"], "n_eval": None, "checkpoints": {"simclr": "w.ckpt"}})
-    assert params.encoders == ["simclr"] and params.n_eval is None and params.methods == ["eigencam", "fem", "random"]
+    assert params.encoders == ["simclr"] and params.n_eval is None and params.methods == ["eigencam", "fem", "random", "lafam-lrp", "lafam-fused"]
     assert "RELAX masks" in Params.meaning("relax_masks")
 
 
@@ -47,7 +47,7 @@ def test_setup_reads_the_namespace_and_loads_models_on_first_use(capsys):
     assert not classifier.training
     assert run.figures == REPO_ROOT / "figures" and run.paper_pairs == lu.paper.model_method_pairs(run.classifier, run.encoders)
     assert run.pairs[:3] == [("shapes-supervised", "gradcam"), ("shapes-supervised", "lafam"), ("shapes-supervised", "eigencam")]
-    assert len(run.pairs) == 10 and set(run.paper_pairs) < set(run.pairs)
+    assert len(run.pairs) == 14 and set(run.paper_pairs) < set(run.pairs)
 
 
 def test_weight_settings_are_checked_before_anything_loads():
@@ -112,3 +112,17 @@ def test_a_notebook_that_explains_the_classifier_loads_only_the_classifier(tmp_p
     table = run.evaluate(run.dataset("hard"), pairs, name="hard")
     assert len(table) == 8 and run.models.loaded() == [run.classifier]
     assert (tmp_path / "synthetic_hard").is_dir()
+
+
+def test_the_sanity_notebook_adds_the_random_map_and_takes_its_sizes_from_the_parameters():
+    sizes = {"smooth_samples": 3, "road_percentages": [40], "sanity_relax_masks": 4}
+    run = setup({"random_init": True, "methods": [], **sizes})
+    pairs = run.pairs_with(["random"])
+    assert pairs == [("shapes-supervised", "gradcam"), ("shapes-supervised", "lafam"), ("shapes-supervised", "random"),
+                     ("shapes-simclr", "relax"), ("shapes-simclr", "lafam"), ("shapes-simclr", "random")]
+    options = run.sanity_options()
+    assert options["sMPRT"] == {"samples": 3} and options["ROAD"] == {"percentages": [40]}
+    assert options["Deletion"] == options["Insertion"] == {"steps": run.params.perturbation_steps}
+    assert set(options) <= set(lu.metrics.MODEL_METRICS)
+    relax = run.factory("relax", relax_masks=4)(run.models["shapes-simclr"])
+    assert relax.n_masks == 4 and run.factory("relax")(run.models["shapes-simclr"]).n_masks == run.params.relax_masks
