@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
+from lafam_utils.explainers.shared_forward import explain_together  # noqa: E402
 from lafam_utils.metrics import METRIC_NAMES
 from lafam_utils.paper import PAPER_PAIRS  # noqa: E402
-from lafam_utils.explainers.shared_forward import explain_together  # noqa: E402
 
 Pair = tuple[str, str]
 BOUND_POINTS = 0.5  # |mean bf16 - mean fp32| x100 allowed per metric and pair

@@ -24,10 +24,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from lafam_utils.shapes.dataset import SyntheticShapes  # noqa: E402
+from lafam_utils.shapes.quality import EVAL_SEED, localisation, model_quality  # noqa: E402
 from lafam_utils.shapes.shipped import load_shapes_model  # noqa: E402
 from lafam_utils.shapes.training import RECIPES, train_shapes_model  # noqa: E402
-from lafam_utils.shapes.quality import EVAL_SEED, localisation, model_quality  # noqa: E402
-from lafam_utils.shapes.dataset import SyntheticShapes  # noqa: E402
 
 COLUMNS = (
     "LaFAM Pointing-Game", "LaFAM AUC", "LaFAM Relevance Rank Accuracy", "LaFAM Sparseness",

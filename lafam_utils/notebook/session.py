@@ -31,6 +31,7 @@ from ..report.titles import pair_title
 from .params import Params
 from .paths import repo_path
 
+
 class LazyModels(Mapping[str, nn.Module]):
     """The notebook's models by name, each loaded (with the run's weight settings) on first access."""
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import metrics
-from ..explainers import LaFAM, RELAX
+from ..explainers import RELAX, LaFAM
 from .dataset import SHAPE_CLASSES, SyntheticShapes
 
 EVAL_SEED, PROBE_TRAIN_SEED, PROBE_TEST_SEED = 0, 1, 2

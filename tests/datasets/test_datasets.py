@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from voc_files import VOC_OBJECTS, rgb_image, save_palette_png, voc_labels, write_voc
 
 import lafam_utils as lu
 from lafam_utils import datasets
+from lafam_utils.datasets import VOC2012, ImageNetS, index_cache
 from lafam_utils.datasets import imagenet_s as imagenet_s_module
-from lafam_utils.datasets import index_cache
 from lafam_utils.datasets import voc as voc_module
-from lafam_utils.datasets import ImageNetS, VOC2012
-from voc_files import VOC_OBJECTS, rgb_image, save_palette_png, voc_labels, write_voc
+
 
 def square_nearest(labels: np.ndarray, size: int) -> np.ndarray:
     """Reference geometry with PIL: centre square crop, nearest-neighbour resize."""

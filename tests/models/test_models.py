@@ -25,7 +25,6 @@ from lafam_utils.models import CheckpointError, DownloadError
 from lafam_utils.notebook import setup
 
 
-
 @contextmanager
 def bolts():
     """Lightning Bolts' SimCLR and SwAV, with its deprecation and "under review" warnings silenced."""

@@ -19,8 +19,8 @@ import torchvision
 from torch import nn
 
 import lafam_utils as lu
-from lafam_utils.models import releases as ssl_releases
 from lafam_utils.models import CheckpointError, DownloadError
+from lafam_utils.models import releases as ssl_releases
 from lafam_utils.models.releases import RELEASES
 from lafam_utils.models.vit_releases import VIT_RELEASES
 

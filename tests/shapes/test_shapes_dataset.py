@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 import lafam_utils as lu
-from lafam_utils.shapes.dataset import SHAPE_CLASSES, Shape, shape_mask, voc_palette, write_voc
 from lafam_utils.datasets.transforms import denormalize
+from lafam_utils.shapes.dataset import SHAPE_CLASSES, Shape, shape_mask, voc_palette, write_voc
 
 # exact areas of the shapes with circumradius 1 (square half-side 0.7, ring inner radius 0.55,
 # cross arms 1.8 x 0.6, star with inner radius 0.45: ten triangles of area R r sin(36 deg) / 2)

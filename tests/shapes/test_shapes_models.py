@@ -13,7 +13,9 @@ from lafam_utils import metrics
 from lafam_utils.hooks import layer_output
 from lafam_utils.shapes import retrain as shapes_retrain
 from lafam_utils.shapes import shipped
+from lafam_utils.shapes.dataset import SHAPE_CLASSES
 from lafam_utils.shapes.network import ShapesNet
+from lafam_utils.shapes.quality import fit_linear_probe, linear_probe_accuracy
 from lafam_utils.shapes.shipped import (
     SHAPES_MODELS,
     WEIGHTS_DIR,
@@ -24,8 +26,6 @@ from lafam_utils.shapes.shipped import (
     ship_model,
 )
 from lafam_utils.shapes.training import RECIPES, TrainConfig, TrainingBatches, augment, nt_xent, train_shapes_model
-from lafam_utils.shapes.quality import fit_linear_probe, linear_probe_accuracy
-from lafam_utils.shapes.dataset import SHAPE_CLASSES
 
 TINY = TrainConfig(size=32, steps=2, batch_size=4)
 
