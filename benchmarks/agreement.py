@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
 from lafam_utils.explainers.shared_forward import explain_together  # noqa: E402
-from lafam_utils.metrics import METRIC_NAMES
+from lafam_utils.metrics import METRIC_NAMES  # noqa: E402
 from lafam_utils.paper import PAPER_PAIRS  # noqa: E402
 
 Pair = tuple[str, str]

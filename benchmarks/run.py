@@ -99,7 +99,7 @@ def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -
         ]
         if memory:
             result["memory"] = measure_memory(case, settings, list(times))
-    except Exception as error:  # a missing module or a failing peer is reported, not fatal
+    except Exception as error:  # noqa: BLE001 - a missing module or a failing peer is reported, not fatal
         traceback.print_exc()
         result["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     return result

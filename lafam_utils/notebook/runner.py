@@ -65,7 +65,7 @@ def kernel_manager_config() -> Iterator[Config]:
         yield Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
 
 
-class NotebookFailed(RuntimeError):
+class NotebookFailed(RuntimeError):  # noqa: N818 - public name, raised by run_series and caught by its callers
     """A notebook of the series raised; the message names it and the failing cell."""
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 from peer_helpers import identity_model, layer4_activations, normalised
-from pytorch_grad_cam import FEM as ReferenceFEM
+from pytorch_grad_cam import FEM as ReferenceFEM  # noqa: N811 - FEM is a class, not a constant
 
 import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 from peer_helpers import identity_model, layer4_activations, normalised
-from pytorch_grad_cam import KPCA_CAM as ReferenceKPCACAM
+from pytorch_grad_cam import KPCA_CAM as ReferenceKPCACAM  # noqa: N811 - KPCA_CAM is a class, not a constant
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_kernel
 

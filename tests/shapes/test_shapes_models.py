@@ -127,9 +127,14 @@ def test_training_windows():
         ys, xs = torch.nonzero(item["mask"], as_tuple=True)
         assert labels[k] == item["label_ids"][0]
         if ys.max() - ys.min() < 64 and xs.max() - xs.min() < 64:
-            found = [(t, l) for t in range(33) for l in range(33) if torch.equal(item["image"][:, t : t + 64, l : l + 64], images[k])]
-            (t, l), *_ = found
-            assert t <= ys.min() and ys.max() < t + 64 and l <= xs.min() and xs.max() < l + 64
+            found = [
+                (top, left)
+                for top in range(33)
+                for left in range(33)
+                if torch.equal(item["image"][:, top : top + 64, left : left + 64], images[k])
+            ]
+            (top, left), *_ = found
+            assert top <= ys.min() and ys.max() < top + 64 and left <= xs.min() and xs.max() < left + 64
     views = TrainingBatches(TrainConfig(size=96, crop=64, steps=1, batch_size=4, backgrounds="independent"))
     first, second, _ = views[0]
     assert not torch.equal(first, second) and torch.equal(views[0][1], second)
@@ -143,7 +148,12 @@ def _view_windows(batches: TrainingBatches, colours: int | None) -> list[tuple[t
         item, view = batches.data[k], batches.data.item(k, background=0, colours=colours)
         pair = []
         for image, cut in ((item["image"], first[k]), (view["image"], second[k])):
-            (place, *_) = [(t, l) for t in range(33) for l in range(33) if torch.equal(image[:, t : t + 64, l : l + 64], cut)]
+            (place, *_) = [
+                (top, left)
+                for top in range(33)
+                for left in range(33)
+                if torch.equal(image[:, top : top + 64, left : left + 64], cut)
+            ]
             pair.append(place)
         found.append(tuple(pair))
     return found
