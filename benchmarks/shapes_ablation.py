@@ -76,7 +76,10 @@ def random_map_row(n_images: int = 300, size: int = 224) -> dict[str, float]:
         cells = torch.rand(len(x), 1, 7, 7, generator=generator)
         return torch.nn.functional.interpolate(cells, size=x.shape[-2:], mode="nearest")[:, 0]
 
-    return {f"LaFAM {k}": v for k, v in localisation(random_maps, SyntheticShapes(n_images, "single", EVAL_SEED, size)).items()}
+    return {
+        f"LaFAM {k}": v
+        for k, v in localisation(random_maps, SyntheticShapes(n_images, "single", EVAL_SEED, size)).items()
+    }
 
 
 def table(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> str:

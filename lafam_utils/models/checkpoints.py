@@ -24,7 +24,9 @@ class CheckpointError(RuntimeError):
     """A weights file cannot be read, needs trust to unpickle, or does not fit the model."""
 
 
-TRAINING_RECORD_MODULES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "lightning_lite.", "pl_bolts.", "torchmetrics.")
+TRAINING_RECORD_MODULES = (
+    "pytorch_lightning.", "lightning.", "lightning_fabric.", "lightning_lite.", "pl_bolts.", "torchmetrics."
+)
 """Modules whose objects a Lightning/Bolts checkpoint holds beside the weights (hyper-parameters as
 ``AttributeDict``, callback states keyed by the callback class, trainer enums); they are read as
 inert ``TrainingRecord`` stand-ins, so no code of these packages (installed or not) runs."""

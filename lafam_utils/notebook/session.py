@@ -42,7 +42,9 @@ class LazyModels(Mapping[str, nn.Module]):
 
     def __getitem__(self, name: str) -> nn.Module:
         if name not in self.names:
-            raise KeyError(f"{name!r} is not one of this run's models {self.names}; Session.model(name) loads any model")
+            raise KeyError(
+                f"{name!r} is not one of this run's models {self.names}; Session.model(name) loads any model"
+            )
         return self.load(name)
 
     def load(self, name: str) -> nn.Module:
@@ -111,7 +113,8 @@ class Session:
         return self.models.load(name)
 
     def dataset(self, subset: str = "paper", n_images: int | None = None) -> Dataset:
-        """``subset`` ("paper" | "multi" | "hard") of the run's dataset, ``n_images`` of them (``params.n_eval`` if None)."""
+        """``subset`` ("paper" | "multi" | "hard") of the run's dataset, ``n_images`` of them
+        (``params.n_eval`` if None)."""
         p = self.params
         n = p.n_eval if n_images is None else n_images
         return open_dataset(p.dataset, subset, self.data_root, self.images_root, n, p.seed, p.image_size)
@@ -189,7 +192,8 @@ class Session:
         )
 
     def titled(self, by_pair: Mapping[Pair, Any], separator: str = " ") -> dict[str, Any]:
-        """``by_pair`` keyed by display titles ("Shapes supervised Grad-CAM"; ``separator="\\n"`` for figure columns)."""
+        """``by_pair`` keyed by display titles ("Shapes supervised Grad-CAM"; ``separator="\\n"`` for figure
+        columns)."""
         return {pair_title(*pair, separator=separator): value for pair, value in by_pair.items()}
 
     def explorer(self, data: Dataset, layer: str = "auto") -> Any:
@@ -197,13 +201,24 @@ class Session:
         from .explorer import Explorer
 
         p = self.params
-        return Explorer(data, self.models, device=self.device, layer=layer, relax_masks=p.relax_masks, seed=p.seed, precision=p.precision)
+        return Explorer(
+            data,
+            self.models,
+            device=self.device,
+            layer=layer,
+            relax_masks=p.relax_masks,
+            seed=p.seed,
+            precision=p.precision,
+        )
 
     def row_labels(self, batch: Mapping[str, Any]) -> list[str]:
         """Figure row labels "true: <labels>\\npred: <the classifier's prediction>" for a stacked batch."""
         classifier = self.models[self.classifier]
         predicted = predict(classifier, batch["image"], self.params.batch_size).tolist()
-        return [f"true: {', '.join(labels)}\npred: {classifier.class_names[p]}" for labels, p in zip(batch["labels"], predicted)]
+        return [
+            f"true: {', '.join(labels)}\npred: {classifier.class_names[p]}"
+            for labels, p in zip(batch["labels"], predicted)
+        ]
 
     def save(self, fig: Figure, name: str) -> list[Path]:
         """Save ``fig`` as ``<name>_<dataset>.png`` and ``.pdf`` in the figures folder."""

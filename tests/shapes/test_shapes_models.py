@@ -160,7 +160,9 @@ def _view_windows(batches: TrainingBatches, colours: int | None) -> list[tuple[t
 
 
 def test_second_views_repaint_the_object_and_cut_their_own_window():
-    config = TrainConfig(size=96, crop=64, steps=1, batch_size=4, backgrounds="independent", colours="independent", second_window="own")
+    config = TrainConfig(
+        size=96, crop=64, steps=1, batch_size=4, backgrounds="independent", colours="independent", second_window="own"
+    )
     batches = TrainingBatches(config)
     assert torch.equal(batches[0][1], TrainingBatches(config)[0][1])
     own = _view_windows(batches, colours=0)
@@ -244,7 +246,9 @@ def test_model_file_bytes_depend_on_weights_and_recipe_only():
 
 @pytest.mark.slow
 def test_a_reduced_run_of_the_supervised_recipe_learns():
-    supervised = train_shapes_model("supervised", replace(RECIPES["shapes-supervised"][1], size=64, crop=48, steps=200), progress=False, workers=0)
+    supervised = train_shapes_model(
+        "supervised", replace(RECIPES["shapes-supervised"][1], size=64, crop=48, steps=200), progress=False, workers=0
+    )
     images, labels, _ = held_out(96, 64)
     with torch.no_grad():
         accuracy = (supervised(images).argmax(1) == labels).float().mean().item()
@@ -258,7 +262,10 @@ def test_shipped_simclr_encodes_the_shape_and_its_maps_find_the_object():
     encoder, control = lu.load_model("shapes-simclr"), lu.load_model("shapes-simclr-background")
     assert linear_probe_accuracy(encoder, n_train=300, n_test=300) >= 0.8
     images, _, masks = held_out(100, 224)
-    scores = {name: metrics.compute(lu.LaFAM(m)(images), masks, metrics=("Pointing-Game", "AUC")) for name, m in (("recipe", encoder), ("control", control))}
+    scores = {
+        name: metrics.compute(lu.LaFAM(m)(images), masks, metrics=("Pointing-Game", "AUC"))
+        for name, m in (("recipe", encoder), ("control", control))
+    }
     assert scores["recipe"]["Pointing-Game"].mean() >= 0.95 and scores["recipe"]["AUC"].mean() >= 0.9
     assert scores["control"]["AUC"].mean() < 0.5
     # a random map's maximum is a uniform layer cell: the chance that its block meets the mask
@@ -274,8 +281,11 @@ def test_the_shapes_vit_is_dinos_vit_with_a_convolutional_stem():
     classifier, encoder = new_shapes_model("supervised", "vit"), new_shapes_model("simclr", "vit")
     assert isinstance(classifier, ShapesViT) and isinstance(classifier, VisionTransformer)
     assert classifier.class_names == list(SHAPE_CLASSES) and encoder.class_names is None
-    assert {"cls_token", "pos_embed", "blocks.3.norm1.weight", "norm.weight", "head.weight"} <= set(classifier.state_dict())
-    for size in ((224, 224), (64, 64), (65, 70)):  # the grid is H // 16 x W // 16 for any size, as for a patch embedding
+    assert {"cls_token", "pos_embed", "blocks.3.norm1.weight", "norm.weight", "head.weight"} <= set(
+        classifier.state_dict()
+    )
+    # the grid is H // 16 x W // 16 for any size, as for a patch embedding
+    for size in ((224, 224), (64, 64), (65, 70)):
         x = torch.rand(2, 3, *size)
         tokens = layer_output(encoder, "blocks.3", x)
         assert tokens.shape == (2, 1 + (size[0] // 16) * (size[1] // 16), 96)
