@@ -100,9 +100,9 @@ class Session:
     @cached_property
     def pairs(self) -> list[Pair]:
         """The paper's pairs, then ``params.methods`` on each model they apply to (``applies_to``)."""
-        return self.pairs_with(self.params.methods)
+        return self.paper_pairs_with(self.params.methods)
 
-    def pairs_with(self, methods: Sequence[str]) -> list[Pair]:
+    def paper_pairs_with(self, methods: Sequence[str]) -> list[Pair]:
         """The paper's pairs, then ``methods`` on each model they apply to (loads the models to check that)."""
         return comparison_pairs(
             self.classifier, self.encoders, methods, lambda model, method: applies_to(method, self.models[model])
@@ -147,10 +147,7 @@ class Session:
     def pairs_with(self, methods: Sequence[str]) -> list[Pair]:
         """``self.pairs`` with ``methods`` added on each model they apply to (e.g. the random map)."""
         extra = [method for method in methods if method not in self.params.methods]
-        return comparison_pairs(
-            self.classifier, self.encoders, [*self.params.methods, *extra],
-            lambda model, method: applies_to(method, self.models[model]),
-        )
+        return self.paper_pairs_with([*self.params.methods, *extra])
 
     def sanity_options(self) -> dict[str, dict[str, Any]]:
         """The options of the randomisation checks and faithfulness metrics from the run's parameters."""
