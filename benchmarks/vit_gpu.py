@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import lafam_utils as lu  # noqa: E402
+import lafam_utils as lu
 
 MODELS = {
     "shapes-vit-supervised": {},
