@@ -1,4 +1,5 @@
 # make run   - execute the numbered notebooks headlessly (papermill) with PARAMS
+# make lint  - check the code and the notebooks with ruff (rules in pyproject.toml)
 # make test  - run the test suite
 # make test-browser - run notebook 01 in JupyterLab in headless Chromium (needs /usr/bin/chromium)
 # make lab   - JupyterLab at the repository root, opened on notebooks/
@@ -17,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 MODELS_ARGS ?=
 
-.PHONY: run test test-browser docs bench models lab clean-venv
+.PHONY: run lint test test-browser docs bench models lab clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: $(STAMP)
 	$(BIN)/python -m lafam_utils.notebook.runner --params $(PARAMS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
-from lafam_utils.metrics import METRIC_NAMES
-from lafam_utils.paper import PAPER_PAIRS  # noqa: E402
 from lafam_utils.explainers.shared_forward import explain_together  # noqa: E402
+from lafam_utils.metrics import METRIC_NAMES  # noqa: E402
+from lafam_utils.paper import PAPER_PAIRS  # noqa: E402
 
 Pair = tuple[str, str]
 BOUND_POINTS = 0.5  # |mean bf16 - mean fp32| x100 allowed per metric and pair
@@ -54,7 +54,8 @@ def measure(
 ) -> dict[str, Any]:
     """Per pair: per-image max |bf16 map - fp32 map|, per-image metric values at both precisions."""
     raw: dict[Pair, dict[str, Any]] = {
-        pair: {"max_diff": [], "fp32": {m: [] for m in METRIC_NAMES}, "bf16": {m: [] for m in METRIC_NAMES}} for pair in pairs
+        pair: {"max_diff": [], "fp32": {m: [] for m in METRIC_NAMES}, "bf16": {m: [] for m in METRIC_NAMES}}
+        for pair in pairs
     }
     by_model: dict[str, list[Pair]] = {}
     for pair in pairs:
@@ -133,7 +134,8 @@ def markdown(result: dict[str, Any]) -> str:
         for pair, r in block["pairs"].items():
             cells = " | ".join(f"{v['fp32']:.2f} → {v['bf16']:.2f}" for v in r["metrics_x100"].values())
             lines.append(
-                f"| {setting} | {pair} | {r['images']} | {r['max_map_difference']:.3f} / {r['median_map_difference']:.3f} "
+                f"| {setting} | {pair} | {r['images']} | "
+                f"{r['max_map_difference']:.3f} / {r['median_map_difference']:.3f} "
                 f"| {r['largest_mean_difference_points']:.2f} | {r['pointing_game_flips']} | "
                 f"{'yes' if r['within_bound'] else '**no**'} | {cells} |"
             )

@@ -83,7 +83,7 @@ def raw(name: str, model: torch.nn.Module, acts: torch.Tensor, **options: Any) -
 
 def reference_agreement(model: torch.nn.Module, acts: torch.Tensor) -> dict[str, float]:
     """Largest |ours - pytorch-grad-cam| of the min-max-normalised layer-resolution maps (ReLU'd as it does)."""
-    from pytorch_grad_cam import FEM as ReferenceFEM
+    from pytorch_grad_cam import FEM as ReferenceFEM  # noqa: N811 - FEM is a class, not a constant
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection, get_2d_projection_kernel
 
     def normalised(cams: np.ndarray) -> torch.Tensor:

@@ -97,5 +97,7 @@ def markdown(result: dict[str, Any]) -> str:
                for case in result["cases"] if case.get("targets_note")]
     if extras:
         lines += ["", "Notes:", ""]
-        lines += [f"- {title}: " + "; ".join(f"{key} = {value}" for key, value in notes.items()) for title, notes in extras]
+        lines += [
+            f"- {title}: " + "; ".join(f"{key} = {value}" for key, value in notes.items()) for title, notes in extras
+        ]
     return "\n".join(lines) + "\n"

@@ -38,8 +38,8 @@ from benchmarks import report, timing  # noqa: E402
 from benchmarks.cases import Case, Settings  # noqa: E402
 
 CASE_MODULES = (
-    "lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "eigencam", "loading", "gpu", "peers", "lrp",
-    "sanity",
+    "lafam", "gradcam", "relax", "metrics", "end_to_end", "precision", "shared", "eigencam", "loading", "gpu", "peers",
+    "lrp", "sanity",
 )
 
 
@@ -99,7 +99,7 @@ def run_case(case: Case, settings: Settings, rounds: int | None, memory: bool) -
         ]
         if memory:
             result["memory"] = measure_memory(case, settings, list(times))
-    except Exception as error:  # a missing module or a failing peer is reported, not fatal
+    except Exception as error:  # noqa: BLE001 - a missing module or a failing peer is reported, not fatal
         traceback.print_exc()
         result["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     return result
@@ -129,7 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cases", nargs="*", default=None, help="only cases whose id starts with one of these")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default: per case)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--relax-masks", type=int, default=2048, help="RELAX masks in the paper-sized cases (default 2048)")
+    parser.add_argument(
+        "--relax-masks", type=int, default=2048, help="RELAX masks in the paper-sized cases (default 2048)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for bench.json/.md")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: check that the cases run (any device)")

@@ -24,10 +24,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from lafam_utils.shapes.dataset import SyntheticShapes  # noqa: E402
+from lafam_utils.shapes.quality import EVAL_SEED, localisation, model_quality  # noqa: E402
 from lafam_utils.shapes.shipped import load_shapes_model  # noqa: E402
 from lafam_utils.shapes.training import RECIPES, train_shapes_model  # noqa: E402
-from lafam_utils.shapes.quality import EVAL_SEED, localisation, model_quality  # noqa: E402
-from lafam_utils.shapes.dataset import SyntheticShapes  # noqa: E402
 
 COLUMNS = (
     "LaFAM Pointing-Game", "LaFAM AUC", "LaFAM Relevance Rank Accuracy", "LaFAM Sparseness",
@@ -76,7 +76,10 @@ def random_map_row(n_images: int = 300, size: int = 224) -> dict[str, float]:
         cells = torch.rand(len(x), 1, 7, 7, generator=generator)
         return torch.nn.functional.interpolate(cells, size=x.shape[-2:], mode="nearest")[:, 0]
 
-    return {f"LaFAM {k}": v for k, v in localisation(random_maps, SyntheticShapes(n_images, "single", EVAL_SEED, size)).items()}
+    return {
+        f"LaFAM {k}": v
+        for k, v in localisation(random_maps, SyntheticShapes(n_images, "single", EVAL_SEED, size)).items()
+    }
 
 
 def table(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> str:

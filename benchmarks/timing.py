@@ -118,7 +118,11 @@ def bf16_flags() -> dict[str, bool]:
     from lafam_utils.precision import cpu_flags, resolve_precision
 
     flags = cpu_flags()
-    return {"amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags, "auto_on_cpu": resolve_precision("auto", "cpu")}
+    return {
+        "amx_bf16": "amx_bf16" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "auto_on_cpu": resolve_precision("auto", "cpu"),
+    }
 
 
 def machine(device: str) -> dict[str, object]:
@@ -126,7 +130,9 @@ def machine(device: str) -> dict[str, object]:
     cpu = platform.processor() or "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        models = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = models[0] if models else cpu
     info: dict[str, object] = {
         "cpu": cpu,

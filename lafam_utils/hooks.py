@@ -20,7 +20,7 @@ from torch.utils.hooks import RemovableHandle
 LayerSpec = str | nn.Module
 
 
-class _StopForward(Exception):
+class _StopForward(Exception):  # noqa: N818 - a control-flow signal (as StopIteration), not an error
     """Raised inside a forward hook to skip the rest of the model; swallowed by ``capture``."""
 
 

@@ -125,7 +125,9 @@ def toy_metrics(maps: Tensor, masks: Tensor, k: int = 1000, backend: str = "torc
 def run(results_dir: str | Path, dataset: ToyDataset, **kwargs):
     import lafam_utils as lu
 
-    options = dict(batch_size=3, models=toy_models(), explainers=toy_explainers(), metric_fn=toy_metrics, progress=False)
+    options = dict(
+        batch_size=3, models=toy_models(), explainers=toy_explainers(), metric_fn=toy_metrics, progress=False
+    )
     return lu.evaluate(dataset, PAIRS, results_dir=results_dir, **{**options, **kwargs})
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import run  # noqa: E402
-from benchmarks.cases import Settings, peers  # noqa: E402
+from benchmarks import run
+from benchmarks.cases import Settings, peers
 
 
 def test_peer_cases_time_every_method_beside_lafam_and_pytorch_grad_cam(tmp_path):

@@ -58,4 +58,6 @@ def test_no_private_names_cross_modules():
 
 
 def test_the_flat_modules_of_earlier_releases_are_gone():
-    assert not any((PACKAGE / f"{name}.py").exists() for name in ("analysis", "models", "datasets", "metrics", "ssl_releases"))
+    assert not any(
+        (PACKAGE / f"{name}.py").exists() for name in ("analysis", "models", "datasets", "metrics", "ssl_releases")
+    )

@@ -22,7 +22,8 @@ print(json.dumps({"package": lu.__file__, "weights": str(WEIGHTS_DIR), "model": 
 
 
 def source_copy(target: Path) -> Path:
-    """What a source distribution holds (pyproject.toml, README.md, the package), so the build writes nothing into the checkout."""
+    """What a source distribution holds (pyproject.toml, README.md, the package), so the build writes nothing
+    into the checkout."""
     target.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, target / name)
@@ -34,7 +35,8 @@ def source_copy(target: Path) -> Path:
 def test_the_built_wheel_installed_elsewhere_loads_the_shipped_models(tmp_path):
     source = source_copy(tmp_path / "source")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
+         str(source)],
         capture_output=True, text=True,
     )
     assert build.returncode == 0, build.stderr

@@ -188,7 +188,7 @@ def test_tf32_context_restores_mixed_legacy_and_new_settings():
 
 
 def test_evaluate_records_the_precision_that_ran(tmp_path, monkeypatch):
-    from evaluation_toy import run, ToyDataset
+    from evaluation_toy import ToyDataset, run
 
     tables = {}
     for native in (False, True):

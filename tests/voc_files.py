@@ -1,4 +1,5 @@
-"""A small VOC 2012 tree in the official layout (JPEGImages, SegmentationClass palette PNGs, ImageSets), for the tests."""
+"""A small VOC 2012 tree in the official layout (JPEGImages, SegmentationClass palette PNGs, ImageSets), for
+the tests."""
 
 from pathlib import Path
 
@@ -42,7 +43,11 @@ VOC_OBJECTS = {
     "2007_000003": (40, 40, [(5, slice(5, 30), slice(5, 30))]),  # bottle: excluded class
     "2007_000004": (33, 45, []),  # background and void only
     "2007_000005": (50, 70, [(8, slice(4, 20), slice(4, 30)), (12, slice(25, 45), slice(35, 65))]),  # cat + dog
-    "2007_000006": (50, 50, [(8, slice(4, 12), slice(4, 12)), (12, slice(20, 28), slice(4, 12)), (3, slice(35, 45), slice(35, 45))]),
+    "2007_000006": (
+        50,
+        50,
+        [(8, slice(4, 12), slice(4, 12)), (12, slice(20, 28), slice(4, 12)), (3, slice(35, 45), slice(35, 45))],
+    ),
     "2007_000007": (37, 91, [(17, slice(8, 30), slice(50, 85))]),  # sheep: paper subset
 }
 

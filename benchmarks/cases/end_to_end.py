@@ -48,9 +48,13 @@ def cases(settings: Settings) -> list[Case]:
             title=f"End to end (LaFAM + Grad-CAM + 6 metrics), {batch} images",
             build=lambda: _contenders(batch, settings),
             comparisons=[
-                Comparison("per-image loop, Quantus", "batched, torch metrics", "speed-up of the batched pipeline", 3, ">="),
-                Comparison("per-image loop, Quantus", "batched bf16, torch metrics", "speed-up of the batched pipeline, bf16",
-                           3, ">="),
+                Comparison(
+                    "per-image loop, Quantus", "batched, torch metrics", "speed-up of the batched pipeline", 3, ">="
+                ),
+                Comparison(
+                    "per-image loop, Quantus", "batched bf16, torch metrics", "speed-up of the batched pipeline, bf16",
+                    3, ">=",
+                ),
             ],
             items=batch,
             rounds=3,

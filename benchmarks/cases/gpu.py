@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 import lafam_utils as lu
-from lafam_utils.evaluation.loading import default_workers
 from lafam_utils.compiling import compiled_forward
+from lafam_utils.evaluation.loading import default_workers
 from lafam_utils.explainers.relax import free_memory, masked_per_forward
 from lafam_utils.paper import PAPER_PAIRS
 from lafam_utils.precision import forward_context, memory_format, resolve_precision

@@ -19,7 +19,9 @@ from .relax import encoder
 RELAX_TARGET = 0.35  # RELAX in bf16 at most this fraction of its fp32 time
 
 
-def _contenders(make: Callable[[str], Explainer], n_images: int, settings: Settings, notes: dict[str, object]) -> Contenders:
+def _contenders(
+    make: Callable[[str], Explainer], n_images: int, settings: Settings, notes: dict[str, object]
+) -> Contenders:
     x = images(n_images, settings.device, image_size(settings))
     explainers = {precision: make(precision) for precision in ("fp32", "bf16")}
     contenders: dict[str, Callable[[], Tensor]] = {

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 import lafam_utils as lu
-from lafam_utils.paper import PAPER_PAIRS
 from lafam_utils.explainers import minmax_normalize, upsample_maps
+from lafam_utils.paper import PAPER_PAIRS
 
 from . import Case, Comparison, Contenders, Settings, image_size, probe_masks
 from .relax import relax_plain_loop

@@ -10,7 +10,7 @@ from .files import DataFileError
 from .imagenet_s import ImageNetS, imagenet_categories, imagenet_s_wnids, imagenet_wnids
 from .opening import open_dataset, stack_items
 from .segmentation import SegmentationDataset
-from .voc import VOC_CLASSES, VOC2012
+from .voc import VOC2012, VOC_CLASSES
 
 __all__ = [
     "VOC_CLASSES",

@@ -75,7 +75,8 @@ def find_imagenet_val_images(images_root: Path) -> dict[str, tuple[str, str]]:
                 found.setdefault(match[1], (file.path, match[2] or folder))
     if not found:
         raise FileNotFoundError(
-            f"found no ILSVRC2012_val_*.JPEG under {images_root}; expected the ImageNet-1k validation images:\n{IMAGENET_S_LAYOUT}"
+            f"found no ILSVRC2012_val_*.JPEG under {images_root}; expected the ImageNet-1k validation images:\n"
+            f"{IMAGENET_S_LAYOUT}"
         )
     return found
 
@@ -132,7 +133,9 @@ class ImageNetS(SegmentationDataset):
                     "image_path": image,
                     "expected_image": os.path.join(images_root, f"{item_id}.JPEG"),
                     "wnid": image_wnid if image_wnid in known else folder.name,
-                    "error": "" if folder.name in known else f"{mask.path}: expected it in a folder named by an ImageNet wnid, got {folder.name!r}",
+                    "error": "" if folder.name in known else (
+                        f"{mask.path}: expected it in a folder named by an ImageNet wnid, got {folder.name!r}"
+                    ),
                 }
             )
         if not rows:
@@ -152,4 +155,11 @@ class ImageNetS(SegmentationDataset):
         return table
 
 
-__all__ = ["IMAGENET_S_IGNORE", "ImageNetS", "find_imagenet_val_images", "imagenet_categories", "imagenet_s_wnids", "imagenet_wnids"]
+__all__ = [
+    "IMAGENET_S_IGNORE",
+    "ImageNetS",
+    "find_imagenet_val_images",
+    "imagenet_categories",
+    "imagenet_s_wnids",
+    "imagenet_wnids",
+]

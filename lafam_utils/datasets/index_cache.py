@@ -65,10 +65,14 @@ def _write_cache(rows: pd.DataFrame, cache_files: Sequence[Path]) -> None:
             return
         except OSError:
             continue
-    warnings.warn(f"cannot write the index cache to {[str(p) for p in cache_files]}; it is rebuilt next time", stacklevel=4)
+    warnings.warn(
+        f"cannot write the index cache to {[str(p) for p in cache_files]}; it is rebuilt next time", stacklevel=4
+    )
 
 
-def build_index(entries: pd.DataFrame, read_facts: Callable[[Path, Path], dict], cache_files: Sequence[Path]) -> pd.DataFrame:
+def build_index(
+    entries: pd.DataFrame, read_facts: Callable[[Path, Path], dict], cache_files: Sequence[Path]
+) -> pd.DataFrame:
     """Facts of every entry, from the cache where the files are unchanged, else read from the files.
 
     Args:
@@ -90,7 +94,11 @@ def build_index(entries: pd.DataFrame, read_facts: Callable[[Path, Path], dict],
         if entry.get("error"):
             row = {**entry, **NO_FACTS}
         elif mask_stat is None:
-            row = {**entry, **NO_FACTS, "error": f"{mask}: mask missing; expected it for the image {image or entry['id']}"}
+            row = {
+                **entry,
+                **NO_FACTS,
+                "error": f"{mask}: mask missing; expected it for the image {image or entry['id']}",
+            }
         elif image_stat is None:
             expected = image or entry.get("expected_image", "its image")
             row = {**entry, **NO_FACTS, "error": f"{expected}: image missing; expected it for the mask {mask}"}

@@ -84,7 +84,8 @@ class SegmentationDataset(Dataset):
             listed = "\n  ".join(self.skipped["reason"].head(10))
             more = f"\n  ... and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
             warnings.warn(
-                f"{type(self).__name__}: skipped {len(self.skipped)} of {len(rows)} images (see .skipped):\n  {listed}{more}",
+                f"{type(self).__name__}: skipped {len(self.skipped)} of {len(rows)} images (see .skipped):\n"
+                f"  {listed}{more}",
                 stacklevel=3,
             )
 
@@ -94,7 +95,9 @@ class SegmentationDataset(Dataset):
         if callable(subset):
             return subset
         if subset not in self.subsets:
-            raise ValueError(f"subset must be one of {[*self.subsets, None]} or a function of the index table, got {subset!r}")
+            raise ValueError(
+                f"subset must be one of {[*self.subsets, None]} or a function of the index table, got {subset!r}"
+            )
         return self.subsets[subset]
 
     def _read_facts(self, mask: Path, image: Path) -> dict[str, Any]:
@@ -107,7 +110,12 @@ class SegmentationDataset(Dataset):
         check_sizes(mask, labels.shape[::-1], decoded_size(image))
         counts = np.bincount(labels.ravel())
         values = np.flatnonzero(counts)
-        return {"values": values.tolist(), "pixels": counts[values].tolist(), "height": labels.shape[0], "width": labels.shape[1]}
+        return {
+            "values": values.tolist(),
+            "pixels": counts[values].tolist(),
+            "height": labels.shape[0],
+            "width": labels.shape[1],
+        }
 
     def _classify(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Object classes (``class_ids``, ``class_pixels``) from each mask's label values.
@@ -119,12 +127,16 @@ class SegmentationDataset(Dataset):
             histogram = dict(zip(map(int, values), map(int, pixels))) if not error else {}
             bad = [v for v in histogram if v >= len(self.class_names) and v != self.ignore]
             if bad:
-                error = f"{mask}: expected class ids 0..{len(self.class_names) - 1} or {self.ignore} (ignore), got {bad}"
+                error = (
+                    f"{mask}: expected class ids 0..{len(self.class_names) - 1} or {self.ignore} (ignore), got {bad}"
+                )
             objects = [v for v in histogram if 0 < v < len(self.class_names)]
             class_ids.append(tuple(objects))
             class_pixels.append(tuple(histogram[v] for v in objects))
             errors.append(error)
-        return rows.drop(columns=["values", "pixels"]).assign(class_ids=class_ids, class_pixels=class_pixels, error=errors)
+        return rows.drop(columns=["values", "pixels"]).assign(
+            class_ids=class_ids, class_pixels=class_pixels, error=errors
+        )
 
     def _describe(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The index table of the usable rows.

@@ -68,12 +68,18 @@ class VOC2012(SegmentationDataset):
         root = Path(root)
         voc = root / "VOCdevkit" / "VOC2012"
         if not voc.is_dir():
-            hint = f" (root seems to be VOC2012 itself: pass its grandparent {root.parent.parent})" if (root / "ImageSets").is_dir() else ""
+            hint = (
+                f" (root seems to be VOC2012 itself: pass its grandparent {root.parent.parent})"
+                if (root / "ImageSets").is_dir()
+                else ""
+            )
             raise missing_file(voc, f"the VOC 2012 folder under root{hint}", VOC_LAYOUT)
         split_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not split_file.is_file():
             found = sorted(p.stem for p in split_file.parent.glob("*.txt"))
-            raise missing_file(split_file, f"the list of the {split!r} split (splits found: {found or 'none'})", VOC_LAYOUT)
+            raise missing_file(
+                split_file, f"the list of the {split!r} split (splits found: {found or 'none'})", VOC_LAYOUT
+            )
         listed = split_file.read_text().split()
         if not listed:
             raise ValueError(f"{split_file} lists no image ids; expected one id per line")
@@ -87,7 +93,11 @@ class VOC2012(SegmentationDataset):
             )
         if class_names is None:
             names_file = voc / "classes.txt"
-            class_names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()] if names_file.is_file() else VOC_CLASSES
+            class_names = (
+                [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+                if names_file.is_file()
+                else VOC_CLASSES
+            )
         entries = pd.DataFrame(
             {
                 "id": ids,

@@ -28,7 +28,9 @@ def last_attention(model: nn.Module) -> str:
     if not isinstance(blocks, nn.ModuleList | nn.Sequential) or not len(blocks):
         raise ValueError(f"the attention map cannot be read from {type(model).__name__}: it needs {READABLE}")
     if not isinstance(getattr(blocks[-1], "attn", None), nn.Module):
-        raise ValueError(f"the last block of {type(model).__name__} has no attn module; the attention map needs {READABLE}")
+        raise ValueError(
+            f"the last block of {type(model).__name__} has no attn module; the attention map needs {READABLE}"
+        )
     return f"blocks.{len(blocks) - 1}.attn"
 
 
@@ -107,7 +109,8 @@ class CLSAttention(Explainer):
             )
         if probabilities.ndim != 4 or probabilities.shape[-1] != probabilities.shape[-2]:
             raise ValueError(
-                f"{self.probe!r} gives shape {tuple(probabilities.shape)}; expected (B, heads, N, N) attention probabilities"
+                f"{self.probe!r} gives shape {tuple(probabilities.shape)}; "
+                "expected (B, heads, N, N) attention probabilities"
             )
         cls_query = probabilities[:, :, 0].transpose(1, 2)  # (B, N, heads): the CLS token's attention to each token
         self.head_maps = patch_grid(cls_query, self.model, self.layer, tuple(x.shape[-2:])).float()

@@ -183,7 +183,11 @@ class ZennitExplainer(Explainer):
         model = copy.deepcopy(self.model)  # zennit's canonizers and hooks act on a private copy
         composite = self.build_composite(model, x.device)
         # with to_layer, the graph starts there (``capture(start_graph=True)`` switches grad mode on)
-        with torch.set_grad_enabled(self.to_layer is None), self.forward_context(x), composite.context(model) as modified:
+        with (
+            torch.set_grad_enabled(self.to_layer is None),
+            self.forward_context(x),
+            composite.context(model) as modified,
+        ):
             if self.to_layer is None:
                 bottom = x.detach().requires_grad_()
                 start, relevance = self.start_relevance(modified, bottom, **kwargs)

@@ -24,7 +24,9 @@ class CheckpointError(RuntimeError):
     """A weights file cannot be read, needs trust to unpickle, or does not fit the model."""
 
 
-TRAINING_RECORD_MODULES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "lightning_lite.", "pl_bolts.", "torchmetrics.")
+TRAINING_RECORD_MODULES = (
+    "pytorch_lightning.", "lightning.", "lightning_fabric.", "lightning_lite.", "pl_bolts.", "torchmetrics."
+)
 """Modules whose objects a Lightning/Bolts checkpoint holds beside the weights (hyper-parameters as
 ``AttributeDict``, callback states keyed by the callback class, trainer enums); they are read as
 inert ``TrainingRecord`` stand-ins, so no code of these packages (installed or not) runs."""
@@ -69,7 +71,7 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
         if "WeightsUnpickler" not in str(err):
             raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({first_line(err)})") from None
         loaded = _load_trusted(path) if trust else _load_restricted(path)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - a damaged file raises any type; re-raised as CheckpointError
         raise CheckpointError(
             f"{path} is corrupt, truncated or not a PyTorch checkpoint ({first_line(err)})"
         ) from None
@@ -157,14 +159,14 @@ def _load_restricted(path: Path) -> Any:
             "is neither a tensor, a container nor a Lightning/Bolts training record. If you made this file "
             "yourself, pass trust_checkpoint=True to unpickle it fully (that runs its code)."
         ) from None
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - a damaged file raises any type; re-raised as CheckpointError
         raise CheckpointError(f"{path} is corrupt or cannot be unpickled ({first_line(err)})") from None
 
 
 def _load_trusted(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - a damaged file raises any type; re-raised as CheckpointError
         raise CheckpointError(f"{path} is corrupt or cannot be unpickled ({first_line(err)})") from None
 
 

@@ -54,7 +54,8 @@ def load_model(
       L2-normalised projection-head output. Defaults are the embeddings the paper's RELAX used:
       SimCLR -> backbone (its ``encoder(x)[0]``), SwAV -> projection (its ``model(x)[0]``).
     - ``"shapes-supervised"``, ``"shapes-simclr"``, ``"shapes-simclr-background"``: the CNNs of the
-      synthetic shapes benchmark, shipped in ``lafam_utils/shapes/weights`` (the last a background-biased negative control).
+      synthetic shapes benchmark, shipped in ``lafam_utils/shapes/weights`` (the last a background-biased
+      negative control).
 
     Downloads are cached (see ``fetch``); torchvision's are hash-checked and loaded by torchvision.
 
@@ -123,7 +124,9 @@ def check_weight_settings(
     """
     unknown = sorted(set(checkpoints) - set(names))
     if unknown:
-        raise ValueError(f"checkpoints name models that are not used: {unknown}; the models are {list(dict.fromkeys(names))}")
+        raise ValueError(
+            f"checkpoints name models that are not used: {unknown}; the models are {list(dict.fromkeys(names))}"
+        )
     if random_init and (checkpoints or weights_dir):
         raise ValueError("random_init=True loads no weights; leave checkpoints and weights_dir empty with it")
 

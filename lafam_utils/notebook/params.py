@@ -26,25 +26,51 @@ class Params:
     """One notebook run's settings; ``Params.meaning(name)`` says what a parameter does."""
 
     dataset: str = _param("synthetic", '"synthetic" | "voc" | "imagenet-s"')
-    data_root: str | None = _param(None, "voc: the folder holding VOCdevkit/; imagenet-s: the folder holding validation-segmentation/")
+    data_root: str | None = _param(
+        None, "voc: the folder holding VOCdevkit/; imagenet-s: the folder holding validation-segmentation/"
+    )
     images_root: str | None = _param(None, "imagenet-s only: the folder of the ImageNet validation images")
     classifier: str | None = _param(None, "None: the dataset's default, shapes-supervised (synthetic) or resnet50")
-    encoders: list[str] | None = _param(None, 'None: the dataset\'s default, ["shapes-simclr"] (synthetic) or ["simclr", "swav"]')
-    methods: list[str] = _param(("eigencam", "fem", "random", "lafam-lrp", "lafam-fused"), "registered methods compared beside the paper's pairs in the tables, on the classifier (and, label-free ones, on every encoder); [] for the paper's pairs alone")
-    plugins: list[str] = _param((), "Python files (relative to the repository root) or module names imported first, e.g. to register your own method")
-    checkpoints: dict[str, str] | None = _param(None, '{model name: local weights file}, e.g. {"simclr": "weights/simclr_imagenet.ckpt"}')
+    encoders: list[str] | None = _param(
+        None, 'None: the dataset\'s default, ["shapes-simclr"] (synthetic) or ["simclr", "swav"]'
+    )
+    methods: list[str] = _param(
+        ("eigencam", "fem", "random", "lafam-lrp", "lafam-fused"),
+        "registered methods compared beside the paper's pairs in the tables, on the classifier (and, label-free "
+        "ones, on every encoder); [] for the paper's pairs alone",
+    )
+    plugins: list[str] = _param(
+        (),
+        "Python files (relative to the repository root) or module names imported first, e.g. to register your "
+        "own method",
+    )
+    checkpoints: dict[str, str] | None = _param(
+        None, '{model name: local weights file}, e.g. {"simclr": "weights/simclr_imagenet.ckpt"}'
+    )
     weights_dir: str | None = _param(None, "a folder holding the published weight files under their download names")
     random_init: bool = _param(False, "True: models with random weights, nothing trained or loaded (smoke runs)")
     n_images: int = _param(4, "images per figure")
     n_eval: int | None = _param(64, "images scored by the quantitative parts (None: the whole subset)")
     image_size: int = _param(224, "synthetic images only; real images are always 224 x 224")
     relax_masks: int = _param(256, "RELAX masks per image (the paper: 2048)")
-    sanity_images: int | None = _param(8, "images scored by notebook 06, the randomisation checks and faithfulness (None: n_eval)")
-    sanity_relax_masks: int | None = _param(16, "RELAX masks per image in notebook 06, whose checks explain each image many times (None: relax_masks)")
-    sanity_depth: int | None = _param(1, "MPRT's cascade in notebook 06: a step per module group at this depth of the module tree (1: the model's children), None: per layer (Quantus)")
+    sanity_images: int | None = _param(
+        8, "images scored by notebook 06, the randomisation checks and faithfulness (None: n_eval)"
+    )
+    sanity_relax_masks: int | None = _param(
+        16, "RELAX masks per image in notebook 06, whose checks explain each image many times (None: relax_masks)"
+    )
+    sanity_depth: int | None = _param(
+        1,
+        "MPRT's cascade in notebook 06: a step per module group at this depth of the module tree (1: the "
+        "model's children), None: per layer (Quantus)",
+    )
     smooth_samples: int = _param(5, "sMPRT's noisy copies per image in notebook 06 (Hedström et al.: 50)")
-    perturbation_steps: int = _param(16, "deletion and insertion steps in notebook 06 (RISE: 224, of 224 pixels each at 224 x 224)")
-    road_percentages: list[int] = _param((20, 50, 80), "the percentages of pixels ROAD imputes in notebook 06 (Rong et al.: 10, 20, ..., 90)")
+    perturbation_steps: int = _param(
+        16, "deletion and insertion steps in notebook 06 (RISE: 224, of 224 pixels each at 224 x 224)"
+    )
+    road_percentages: list[int] = _param(
+        (20, 50, 80), "the percentages of pixels ROAD imputes in notebook 06 (Rong et al.: 10, 20, ..., 90)"
+    )
     seed: int = _param(0, "seeds torch, the synthetic images, the draw of real images and RELAX's masks")
     device: str = _param("cpu", '"cpu" | "cuda" | "cuda:1" ...')
     batch_size: int = _param(16, "images per batch of the evaluation")
@@ -76,7 +102,9 @@ class Params:
         valid = cls.names()
         unknown = sorted(set(values) - set(valid))
         if unknown:
-            raise ValueError(f"{source} names unknown parameter(s) {', '.join(unknown)}; the notebooks take: {', '.join(valid)}")
+            raise ValueError(
+                f"{source} names unknown parameter(s) {', '.join(unknown)}; the notebooks take: {', '.join(valid)}"
+            )
         return cls(**values)
 
     @classmethod

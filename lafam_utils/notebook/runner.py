@@ -65,7 +65,7 @@ def kernel_manager_config() -> Iterator[Config]:
         yield Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
 
 
-class NotebookFailed(RuntimeError):
+class NotebookFailed(RuntimeError):  # noqa: N818 - public name, raised by run_series and caught by its callers
     """A notebook of the series raised; the message names it and the failing cell."""
 
 
@@ -130,7 +130,9 @@ def load_params(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"parameter set {path} not found; expected a YAML file such as notebooks/params/demo.yaml")
+        raise FileNotFoundError(
+            f"parameter set {path} not found; expected a YAML file such as notebooks/params/demo.yaml"
+        )
     params = yaml.safe_load(path.read_text()) or {}
     if not isinstance(params, dict):
         raise ValueError(f"parameter set {path} must be a YAML mapping of parameter names to values")
@@ -230,7 +232,9 @@ def run_series(
                     f"{notebook.name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue}\n"
                     f"executed copy with the traceback: {target}"
                 ) from None
-            print(f"[{number}/{len(notebooks)}] {notebook.name} done in {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"[{number}/{len(notebooks)}] {notebook.name} done in {time.perf_counter() - start:.0f} s", flush=True
+            )
             executed.append(target)
     if not executed:
         print(f"no numbered notebooks found in {notebooks_dir}", flush=True)

@@ -31,6 +31,7 @@ from ..report.titles import pair_title
 from .params import Params
 from .paths import repo_path
 
+
 class LazyModels(Mapping[str, nn.Module]):
     """The notebook's models by name, each loaded (with the run's weight settings) on first access."""
 
@@ -41,7 +42,9 @@ class LazyModels(Mapping[str, nn.Module]):
 
     def __getitem__(self, name: str) -> nn.Module:
         if name not in self.names:
-            raise KeyError(f"{name!r} is not one of this run's models {self.names}; Session.model(name) loads any model")
+            raise KeyError(
+                f"{name!r} is not one of this run's models {self.names}; Session.model(name) loads any model"
+            )
         return self.load(name)
 
     def load(self, name: str) -> nn.Module:
@@ -97,9 +100,9 @@ class Session:
     @cached_property
     def pairs(self) -> list[Pair]:
         """The paper's pairs, then ``params.methods`` on each model they apply to (``applies_to``)."""
-        return self.pairs_with(self.params.methods)
+        return self.paper_pairs_with(self.params.methods)
 
-    def pairs_with(self, methods: Sequence[str]) -> list[Pair]:
+    def paper_pairs_with(self, methods: Sequence[str]) -> list[Pair]:
         """The paper's pairs, then ``methods`` on each model they apply to (loads the models to check that)."""
         return comparison_pairs(
             self.classifier, self.encoders, methods, lambda model, method: applies_to(method, self.models[model])
@@ -110,7 +113,8 @@ class Session:
         return self.models.load(name)
 
     def dataset(self, subset: str = "paper", n_images: int | None = None) -> Dataset:
-        """``subset`` ("paper" | "multi" | "hard") of the run's dataset, ``n_images`` of them (``params.n_eval`` if None)."""
+        """``subset`` ("paper" | "multi" | "hard") of the run's dataset, ``n_images`` of them
+        (``params.n_eval`` if None)."""
         p = self.params
         n = p.n_eval if n_images is None else n_images
         return open_dataset(p.dataset, subset, self.data_root, self.images_root, n, p.seed, p.image_size)
@@ -143,10 +147,7 @@ class Session:
     def pairs_with(self, methods: Sequence[str]) -> list[Pair]:
         """``self.pairs`` with ``methods`` added on each model they apply to (e.g. the random map)."""
         extra = [method for method in methods if method not in self.params.methods]
-        return comparison_pairs(
-            self.classifier, self.encoders, [*self.params.methods, *extra],
-            lambda model, method: applies_to(method, self.models[model]),
-        )
+        return self.paper_pairs_with([*self.params.methods, *extra])
 
     def sanity_options(self) -> dict[str, dict[str, Any]]:
         """The options of the randomisation checks and faithfulness metrics from the run's parameters."""
@@ -188,7 +189,8 @@ class Session:
         )
 
     def titled(self, by_pair: Mapping[Pair, Any], separator: str = " ") -> dict[str, Any]:
-        """``by_pair`` keyed by display titles ("Shapes supervised Grad-CAM"; ``separator="\\n"`` for figure columns)."""
+        """``by_pair`` keyed by display titles ("Shapes supervised Grad-CAM"; ``separator="\\n"`` for figure
+        columns)."""
         return {pair_title(*pair, separator=separator): value for pair, value in by_pair.items()}
 
     def explorer(self, data: Dataset, layer: str = "auto") -> Any:
@@ -196,13 +198,24 @@ class Session:
         from .explorer import Explorer
 
         p = self.params
-        return Explorer(data, self.models, device=self.device, layer=layer, relax_masks=p.relax_masks, seed=p.seed, precision=p.precision)
+        return Explorer(
+            data,
+            self.models,
+            device=self.device,
+            layer=layer,
+            relax_masks=p.relax_masks,
+            seed=p.seed,
+            precision=p.precision,
+        )
 
     def row_labels(self, batch: Mapping[str, Any]) -> list[str]:
         """Figure row labels "true: <labels>\\npred: <the classifier's prediction>" for a stacked batch."""
         classifier = self.models[self.classifier]
         predicted = predict(classifier, batch["image"], self.params.batch_size).tolist()
-        return [f"true: {', '.join(labels)}\npred: {classifier.class_names[p]}" for labels, p in zip(batch["labels"], predicted)]
+        return [
+            f"true: {', '.join(labels)}\npred: {classifier.class_names[p]}"
+            for labels, p in zip(batch["labels"], predicted)
+        ]
 
     def save(self, fig: Figure, name: str) -> list[Path]:
         """Save ``fig`` as ``<name>_<dataset>.png`` and ``.pdf`` in the figures folder."""

@@ -3,10 +3,10 @@
 ``summarize`` gives one column per (model, method) and, per metric, the mean, a seeded 95%
 percentile-bootstrap interval of the mean, the number of images and, in each column of a model
 that has a LaFAM column (LaFAM's own excepted), the p-value of a paired Wilcoxon signed-rank test
-of that method against the model's LaFAM (images paired by id). Means and interval bounds are shown x100 with two decimals.
-The metrics are the six localisation metrics and the scalar columns of the metrics that query the
-model (``lu.metrics.MODEL_METRIC_COLUMNS``); the tables mark the latter's direction, "↑" where
-higher is better and "↓" where lower is (the six localisation metrics: all higher).
+of that method against the model's LaFAM (images paired by id). Means and interval bounds are shown
+x100 with two decimals. The metrics are the six localisation metrics and the scalar columns of the
+metrics that query the model (``lu.metrics.MODEL_METRIC_COLUMNS``); the tables mark the latter's
+direction, "↑" where higher is better and "↓" where lower is (the six localisation metrics: all higher).
 
 Rounding: the paper truncates (ResNet50 LaFAM's ImageNet-S Pointing-Game mean 0.906765 is printed
 90.67). ``rounding="round"`` (the default) rounds to the nearest instead, because truncation
@@ -57,7 +57,9 @@ def to_percent(values: np.ndarray | float, rounding: Rounding = "round") -> np.n
     raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}")
 
 
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile-bootstrap interval of the mean of ``values`` (NaN-free), reproducible through ``seed``.
 
     Returns:
@@ -67,7 +69,9 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, confidence: float = 
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     blocks = [min(100, n_boot - start) for start in range(0, n_boot, 100)]  # bounded memory for large n
-    means = np.concatenate([values[rng.integers(0, len(values), (block, len(values)))].mean(axis=1) for block in blocks])
+    means = np.concatenate(
+        [values[rng.integers(0, len(values), (block, len(values)))].mean(axis=1) for block in blocks]
+    )
     low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(low), float(high)
 
@@ -92,7 +96,9 @@ def _check_results(results: pd.DataFrame) -> list[str]:
     if missing:
         raise ValueError(f"results table lacks the columns {missing}; expected the output of lu.evaluate")
     if "dataset" in results.columns and results["dataset"].nunique() > 1:
-        raise ValueError(f"results hold several datasets {sorted(results['dataset'].unique())}; summarise one at a time")
+        raise ValueError(
+            f"results hold several datasets {sorted(results['dataset'].unique())}; summarise one at a time"
+        )
     duplicated = results.duplicated(["model", "method", "id"])
     if duplicated.any():
         example = results.loc[duplicated, "id"].iloc[0]
@@ -154,7 +160,9 @@ def summarize(
             continue
         lafam, other = per_pair[(model, "lafam")], per_pair[(model, method)]
         for metric in metrics:
-            table.loc[(metric, "p_value"), (model, method)] = paired_wilcoxon(lafam[metric].astype(float), other[metric].astype(float))
+            table.loc[(metric, "p_value"), (model, method)] = paired_wilcoxon(
+                lafam[metric].astype(float), other[metric].astype(float)
+            )
     table.attrs["confidence"] = confidence
     return table
 
@@ -165,7 +173,8 @@ def _cells(summary: pd.DataFrame, ci: bool, p_values: bool) -> pd.DataFrame:
     cells = means.map(lambda v: "–" if np.isnan(v) else f"{v:.2f}")
     if ci:
         low, high = summary.xs("ci_low", level="stat"), summary.xs("ci_high", level="stat")
-        cells = cells + (" [" + low.map("{:.2f}".format) + ", " + high.map("{:.2f}".format) + "]").where(low.notna(), "")
+        intervals = " [" + low.map("{:.2f}".format) + ", " + high.map("{:.2f}".format) + "]"
+        cells = cells + intervals.where(low.notna(), "")
     if p_values:
         p = summary.xs("p_value", level="stat")
         cells = cells + (" (p=" + p.map("{:.2g}".format) + ")").where(p.notna(), "")
@@ -207,7 +216,10 @@ def to_latex(summary: pd.DataFrame, *, ci: bool = True, p_values: bool = True) -
         " & " + " & ".join(spans) + " \\\\",
         "Metric & " + " & ".join(methods) + " \\\\",
         "\\midrule",
-        *(" & ".join(map(_latex_escape, [metric, *row])) + " \\\\" for metric, row in zip(cells.index, cells.to_numpy())),
+        *(
+            " & ".join(map(_latex_escape, [metric, *row])) + " \\\\"
+            for metric, row in zip(cells.index, cells.to_numpy())
+        ),
         "\\bottomrule",
         "\\end{tabular}",
     ]

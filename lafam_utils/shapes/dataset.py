@@ -186,7 +186,9 @@ class SyntheticShapes(Dataset):
         return self.n
 
     def __repr__(self) -> str:
-        return f"SyntheticShapes(n={self.n}, split={self.split!r}, seed={self.seed}, size={self.size}, noise={self.noise})"
+        return (
+            f"SyntheticShapes(n={self.n}, split={self.split!r}, seed={self.seed}, size={self.size}, noise={self.noise})"
+        )
 
     def _rng(self, index: int) -> np.random.Generator:
         if not 0 <= index < self.n:
@@ -231,7 +233,9 @@ class SyntheticShapes(Dataset):
             offset = rng.uniform(0.25, 0.55) * obj.radius * rng.choice([-1, 1])
             center = (obj.center[0] - offset * math.sin(bar_angle), obj.center[1] + offset * math.cos(bar_angle))
             half_width = rng.uniform(0.15, 0.25) * obj.radius
-            bar = Shape(DISTRACTOR, center, 2 * obj.radius, bar_angle, _vivid_color(rng), 2 * obj.radius / half_width, True)
+            bar = Shape(
+                DISTRACTOR, center, 2 * obj.radius, bar_angle, _vivid_color(rng), 2 * obj.radius / half_width, True
+            )
             return [obj, bar], rng
         distractors = [
             Shape(DISTRACTOR, (rng.uniform(0, s), rng.uniform(0, s)), rng.uniform(0.06, 0.16) * s,

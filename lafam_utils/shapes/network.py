@@ -51,7 +51,9 @@ class ShapesNet(nn.Module):
         super().__init__()
         if len(widths) != 5:
             raise ValueError(f"widths must give 5 stage widths (stem, layer1..layer4), got {widths}")
-        self.stem = nn.Sequential(*_conv_bn_relu(3, widths[0], stride=2), *_conv_bn_relu(widths[0], widths[0], stride=2))
+        self.stem = nn.Sequential(
+            *_conv_bn_relu(3, widths[0], stride=2), *_conv_bn_relu(widths[0], widths[0], stride=2)
+        )
         self.layer1 = nn.Sequential(*_conv_bn_relu(widths[0], widths[1]))
         for k in range(2, 5):
             stage = _conv_bn_relu(widths[k - 1], widths[k], stride=2) + _conv_bn_relu(widths[k], widths[k])

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import metrics
-from ..explainers import LaFAM, RELAX
+from ..explainers import RELAX, LaFAM
 from .dataset import SHAPE_CLASSES, SyntheticShapes
 
 EVAL_SEED, PROBE_TRAIN_SEED, PROBE_TEST_SEED = 0, 1, 2
@@ -38,7 +38,8 @@ def _batches(dataset: SyntheticShapes, batch_size: int = 50):
 
 @torch.no_grad()
 def pooled_features(model: nn.Module, dataset: SyntheticShapes) -> tuple[Tensor, Tensor]:
-    """The embedding before the head (``model.features``: a CNN's pooled ``layer4``, a ViT's CLS) of every image, and its class ids."""
+    """The embedding before the head (``model.features``: a CNN's pooled ``layer4``, a ViT's CLS) of every
+    image, and its class ids."""
     features, labels = zip(*((model.features(x), y) for x, _, y in _batches(dataset)))
     return torch.cat(features), torch.cat(labels)
 
@@ -103,7 +104,10 @@ def linear_probe_accuracy(
 
 
 def localisation(
-    explainer: Any, dataset: SyntheticShapes, names: tuple[str, ...] = LOCALISATION_METRICS, device: str | torch.device = "cpu",
+    explainer: Any,
+    dataset: SyntheticShapes,
+    names: tuple[str, ...] = LOCALISATION_METRICS,
+    device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """The mean of each metric of ``explainer``'s maps against the object masks over ``dataset``.
 
@@ -139,7 +143,9 @@ def model_quality(
     quality: dict[str, float] = {}
     if getattr(model, "class_names", None):
         quality["accuracy"] = classification_accuracy(model, single)
-        quality["hard misclassified"] = 1 - classification_accuracy(model, SyntheticShapes(n_images, "hard", EVAL_SEED, size))
+        quality["hard misclassified"] = 1 - classification_accuracy(
+            model, SyntheticShapes(n_images, "hard", EVAL_SEED, size)
+        )
     quality["linear probe"] = linear_probe_accuracy(model, size=size)
     quality.update({f"LaFAM {k}": v for k, v in localisation(LaFAM(model), single).items()})
     if relax_images and not getattr(model, "class_names", None):

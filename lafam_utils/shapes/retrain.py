@@ -74,7 +74,9 @@ def retrain(name: str, ship: bool = False, progress: bool = True) -> ShapesNet:
 def main(argv: list[str] | None = None) -> None:
     """The command line: retrain the named models (default: all), ``--ship`` to replace the shipped files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=list(RECIPES), choices=list(RECIPES), help="models to retrain (default: all)")
+    parser.add_argument(
+        "names", nargs="*", default=list(RECIPES), choices=list(RECIPES), help="models to retrain (default: all)"
+    )
     parser.add_argument("--ship", action="store_true", help="replace the shipped files and their manifest entries")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)

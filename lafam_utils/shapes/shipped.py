@@ -56,7 +56,10 @@ def read_manifest(directory: Path | None = None) -> dict[str, dict]:
     """
     path = (directory or WEIGHTS_DIR) / "MANIFEST.json"
     if not path.is_file():
-        raise ShippedModelError(f"{path} does not exist; the shipped shapes models are expected there (retrain and record them: make models MODELS_ARGS=--ship)")
+        raise ShippedModelError(
+            f"{path} does not exist; the shipped shapes models are expected there"
+            " (retrain and record them: make models MODELS_ARGS=--ship)"
+        )
     return json.loads(path.read_text())
 
 
@@ -93,10 +96,16 @@ def load_shipped_state(name: str, directory: Path | None = None) -> dict[str, Te
     directory = directory or WEIGHTS_DIR
     entry = read_manifest(directory).get(name)
     if entry is None:
-        raise ShippedModelError(f"{directory / 'MANIFEST.json'} has no entry for {name!r} (retrain and record them: make models MODELS_ARGS=--ship)")
+        raise ShippedModelError(
+            f"{directory / 'MANIFEST.json'} has no entry for {name!r}"
+            " (retrain and record them: make models MODELS_ARGS=--ship)"
+        )
     path = directory / entry["file"]
     if not path.is_file():
-        raise ShippedModelError(f"{path}, the shipped weights of {name!r}, does not exist (retrain and record them: make models MODELS_ARGS=--ship)")
+        raise ShippedModelError(
+            f"{path}, the shipped weights of {name!r}, does not exist"
+            " (retrain and record them: make models MODELS_ARGS=--ship)"
+        )
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry["sha256"]:

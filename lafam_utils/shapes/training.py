@@ -104,7 +104,10 @@ RECIPES: dict[str, tuple[Objective, TrainConfig]] = {
         TrainConfig(steps=3000, window="random", backgrounds="independent", colours="independent", second_window="own"),
     ),
     "shapes-simclr-background": ("simclr", TrainConfig(steps=150, window="object", backgrounds="shared")),
-    "shapes-vit-supervised": ("supervised", TrainConfig(crop=192, steps=800, lr=VIT_LR, window="contains", architecture="vit")),
+    "shapes-vit-supervised": (
+        "supervised",
+        TrainConfig(crop=192, steps=800, lr=VIT_LR, window="contains", architecture="vit"),
+    ),
     "shapes-vit-simclr": (
         "simclr",
         TrainConfig(
@@ -128,7 +131,9 @@ class TrainingBatches(Dataset):
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.data = SyntheticShapes(config.steps * config.batch_size, "single", TRAIN_SEED_OFFSET + config.seed, config.size)
+        self.data = SyntheticShapes(
+            config.steps * config.batch_size, "single", TRAIN_SEED_OFFSET + config.seed, config.size
+        )
 
     def __len__(self) -> int:
         return self.config.steps
@@ -161,7 +166,11 @@ class TrainingBatches(Dataset):
             mask = item["mask"].numpy()
             windows = [self._window(mask, rng) for _ in range(2 if config.second_window == "own" else 1)]
             cuts = [(slice(None), slice(top, top + crop), slice(left, left + crop)) for top, left in windows]
-            view = item if background is None and colours is None else self.data.item(i, background=background, colours=colours)
+            view = (
+                item
+                if background is None and colours is None
+                else self.data.item(i, background=background, colours=colours)
+            )
             first.append(item["image"][cuts[0]])
             second.append(view["image"][cuts[-1]])
             labels.append(item["label_ids"][0])
@@ -183,7 +192,9 @@ def augment(x: Tensor, generator: torch.Generator) -> Tensor:
     flip = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
     cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
     shift = uniform(-1.0, 1.0, 2) * (1 - scale)[:, None]
-    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     views = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     permutation = torch.argsort(torch.rand(b, 3, generator=generator), dim=1).to(x.device)
@@ -254,7 +265,10 @@ def train_shapes_model(
             if objective == "supervised":
                 loss = F.cross_entropy(model(images), labels)
             else:
-                views = augment(images, generator), augment(others.contiguous(memory_format=torch.channels_last), generator)
+                views = (
+                    augment(images, generator),
+                    augment(others.contiguous(memory_format=torch.channels_last), generator),
+                )
                 loss = nt_xent(head(model(views[0])), head(model(views[1])), config.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from voc_files import VOC_OBJECTS, rgb_image, save_palette_png, voc_labels, write_voc
 
 import lafam_utils as lu
 from lafam_utils import datasets
+from lafam_utils.datasets import VOC2012, ImageNetS, index_cache
 from lafam_utils.datasets import imagenet_s as imagenet_s_module
-from lafam_utils.datasets import index_cache
 from lafam_utils.datasets import voc as voc_module
-from lafam_utils.datasets import ImageNetS, VOC2012
-from voc_files import VOC_OBJECTS, rgb_image, save_palette_png, voc_labels, write_voc
+
 
 def square_nearest(labels: np.ndarray, size: int) -> np.ndarray:
     """Reference geometry with PIL: centre square crop, nearest-neighbour resize."""
@@ -118,7 +118,12 @@ def test_bad_files_are_skipped_and_reported(voc_root):
 
 
 def test_rgb_mask_and_size_mismatch_are_skipped(tmp_path):
-    objects = {"a": (30, 40, [(1, slice(5, 20), slice(5, 20))]), "b": (30, 40, []), "c": (30, 40, []), "d": (30, 40, [])}
+    objects = {
+        "a": (30, 40, [(1, slice(5, 20), slice(5, 20))]),
+        "b": (30, 40, []),
+        "c": (30, 40, []),
+        "d": (30, 40, []),
+    }
     voc = write_voc(tmp_path, objects)
     rgb_image(30, 40).save(voc / "SegmentationClass/b.png")  # colour-rendered mask
     save_palette_png(np.zeros((40, 30), np.uint8), voc / "SegmentationClass/c.png")  # transposed
@@ -155,7 +160,8 @@ def declare_size(png: Path, width: int, height: int) -> None:
 
 
 def test_a_mask_declaring_a_huge_size_is_skipped_and_reported(voc_root):
-    """A PNG header claiming 20,000 x 20,000 pixels makes Pillow raise DecompressionBombError: one file, not the dataset."""
+    """A PNG header claiming 20,000 x 20,000 pixels makes Pillow raise DecompressionBombError: one file,
+    not the dataset."""
     declare_size(voc_root / "VOCdevkit/VOC2012/SegmentationClass/2007_000001.png", 20_000, 20_000)
     with pytest.warns(UserWarning, match=r"skipped 1 of 7 images"):
         ds = VOC2012(voc_root)
@@ -265,7 +271,9 @@ def test_download_fails_offline_with_a_clear_message(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(tv_voc, "download_and_extract_archive", offline)
-    with pytest.raises(ConnectionError, match=r"could not download PASCAL VOC 2012 from https://.*VOCtrainval_11-May-2012"):
+    with pytest.raises(
+        ConnectionError, match=r"could not download PASCAL VOC 2012 from https://.*VOCtrainval_11-May-2012"
+    ):
         VOC2012.download(tmp_path)
 
 
@@ -342,7 +350,10 @@ def test_imagenet_s_subsets_and_labels(imagenet_s):
     table = full.table.set_index("id")
     assert table.loc["ILSVRC2012_val_00000001", "class_ids"] == (s_id(TENCH),)  # 1000 is not a class
     assert table.loc["ILSVRC2012_val_00000002", "class_ids"] == (s_id(GOLDFISH), 300)
-    assert table.loc["ILSVRC2012_val_00000002", "labels"] == ("goldfish", datasets.imagenet_categories()[datasets.imagenet_wnids().index(datasets.imagenet_s_wnids()[299])])
+    assert table.loc["ILSVRC2012_val_00000002", "labels"] == (
+        "goldfish",
+        datasets.imagenet_categories()[datasets.imagenet_wnids().index(datasets.imagenet_s_wnids()[299])],
+    )
     paper = ImageNetS(*imagenet_s)
     assert paper.table["id"].tolist() == ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000003"]
     assert ImageNetS(*imagenet_s, subset="multi").table["id"].tolist() == ["ILSVRC2012_val_00000002"]
@@ -411,7 +422,9 @@ def test_imagenet_s_layout_errors(imagenet_s, tmp_path):
     masks_root, images_root = imagenet_s
     with pytest.raises(FileNotFoundError, match=r"validation-segmentation does not exist"):
         ImageNetS(tmp_path / "nowhere", images_root)
-    with pytest.raises(FileNotFoundError, match=r"does not exist; expected the folder of the ImageNet-1k validation images"):
+    with pytest.raises(
+        FileNotFoundError, match=r"does not exist; expected the folder of the ImageNet-1k validation images"
+    ):
         ImageNetS(masks_root, tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"found no ILSVRC2012_val_\*\.JPEG"):

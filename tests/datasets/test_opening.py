@@ -10,7 +10,11 @@ from lafam_utils.shapes import SyntheticShapes
 def test_stack_items_batches_images_and_keeps_other_keys():
     scenes = SyntheticShapes(4, split="multi", size=32)
     batch = opening.stack_items(scenes, [0, 3])
-    assert batch["image"].shape == (2, 3, 32, 32) and batch["mask"].shape == (2, 32, 32) and batch["mask"].dtype == torch.bool
+    assert (
+        batch["image"].shape == (2, 3, 32, 32)
+        and batch["mask"].shape == (2, 32, 32)
+        and batch["mask"].dtype == torch.bool
+    )
     assert batch["id"] == [scenes[0]["id"], scenes[3]["id"]]
     assert [len(m) for m in batch["masks"]] == [len(scenes[0]["masks"]), len(scenes[3]["masks"])]
     with pytest.raises(ValueError, match="at least one index"):

@@ -30,7 +30,10 @@ def build(method: str, model: nn.Module, **kwargs) -> lu.Explainer:
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_images_of_another_float_type_get_a_clear_error(resnet18, method, dtype):
     x = torch.rand(1, 3, 64, 64, dtype=dtype)
-    with pytest.raises(TypeError, match=rf"expected float32 images \(32-bit floating-point\), got dtype {dtype}; convert them with x.float\(\)"):
+    with pytest.raises(
+        TypeError,
+        match=rf"expected float32 images \(32-bit floating-point\), got dtype {dtype}; convert them with x.float\(\)",
+    ):
         build(method, resnet18)(x)
 
 

@@ -4,14 +4,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from peer_helpers import identity_model, layer4_activations
 from pytorch_grad_cam.feature_factorization.deep_feature_factorization import DeepFeatureFactorization, dff
 from sklearn.decomposition import NMF
 
 import lafam_utils as lu
 from lafam_utils.explainers import DFF, minmax_normalize
 from lafam_utils.explainers.dff import nmf
-
-from peer_helpers import identity_model, layer4_activations
 
 K = 5
 PGC = "pytorch-grad-cam"

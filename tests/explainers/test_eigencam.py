@@ -15,7 +15,7 @@ from lafam_utils.explainers.eigencam import top_eigenpair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.cases.eigencam import eigencam_svd  # noqa: E402
+from benchmarks.cases.eigencam import eigencam_svd
 
 
 def identity_model() -> nn.Module:

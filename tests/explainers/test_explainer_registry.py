@@ -107,7 +107,8 @@ def test_options_passed_through_appear_in_the_signature_and_the_identity():
     parameters = inspect.signature(lu.explainers.REPEAT).parameters
     assert list(parameters)[:3] == ["encoder", "n_repeats", "n_masks"]
     assert {"cells", "seed", "variant", "upsample", "precision", "compile"} <= set(parameters)
-    assert accepted_options_of("fem", {"k_sigma": 1.0, "upsample": None, "seed": 1}) == {"k_sigma": 1.0, "upsample": None}
+    accepted = accepted_options_of("fem", {"k_sigma": 1.0, "upsample": None, "seed": 1})
+    assert accepted == {"k_sigma": 1.0, "upsample": None}
     model = tiny_classifier()
     built = lu.explainer("fem", model, layer="layer4", upsample="bilinear")
     assert built.upsample == "bilinear" and built.k_sigma == 2.0

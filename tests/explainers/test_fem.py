@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from pytorch_grad_cam import FEM as ReferenceFEM
+from peer_helpers import identity_model, layer4_activations, normalised
+from pytorch_grad_cam import FEM as ReferenceFEM  # noqa: N811 - FEM is a class, not a constant
 
 import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize
-
-from peer_helpers import identity_model, layer4_activations, normalised
 
 
 def reference_cams(model, acts: np.ndarray, k: float = 2) -> np.ndarray:

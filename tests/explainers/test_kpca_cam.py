@@ -1,14 +1,13 @@
 import numpy as np
 import pytest
 import torch
-from pytorch_grad_cam import KPCA_CAM as ReferenceKPCACAM
+from peer_helpers import identity_model, layer4_activations, normalised
+from pytorch_grad_cam import KPCA_CAM as ReferenceKPCACAM  # noqa: N811 - KPCA_CAM is a class, not a constant
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_kernel
 
 import lafam_utils as lu
 from lafam_utils.explainers import minmax_normalize
-
-from peer_helpers import identity_model, layer4_activations, normalised
 
 RBF_GAMMA = 1e-6  # squared distances here are ~1.3e6: at the default 1/C the kernel is I, no first component
 

@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from evaluation_toy import ToyDataset, toy_models
 
 import lafam_utils as lu
-
-from evaluation_toy import ToyDataset, toy_models
 
 PEERS = {"fem": {}, "kpca-cam": {}, "dff": {}, "repeat": {"n_repeats": 2, "n_masks": 8, "cells": 2}, "random": {}}
 

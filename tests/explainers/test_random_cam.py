@@ -1,12 +1,11 @@
 import pytest
 import torch
+from peer_helpers import identity_model
 from scipy.stats import kstest
 
 import lafam_utils as lu
 from lafam_utils.explainers import RandomCAM
 from lafam_utils.explainers.random_cam import PRIME, image_keys
-
-from peer_helpers import identity_model
 
 
 def raw_maps(x: torch.Tensor, seed: int = 0) -> torch.Tensor:

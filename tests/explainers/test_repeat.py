@@ -7,8 +7,8 @@ from torch import nn
 import lafam_utils as lu
 from lafam_utils.explainers import REPEAT
 from lafam_utils.explainers.repeat import probability_of_importance
-from lafam_utils.explainers.thresholds import THRESHOLDS
 from lafam_utils.explainers.shared_forward import explain_together
+from lafam_utils.explainers.thresholds import THRESHOLDS
 
 
 def tiny_encoder() -> nn.Module:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import pytest
 import pandas as pd
+import pytest
 import torch
 import torchvision
+from evaluation_toy import CLASS_NAMES, ToyDataset, ToyNet, toy_metrics
 
 import lafam_utils as lu
 from lafam_utils.explainers.shared_forward import explain_together, shareable
-
-from evaluation_toy import CLASS_NAMES, ToyDataset, ToyNet, toy_metrics
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,9 @@ def test_eigencam_is_the_first_principal_component_of_the_patch_tokens(vit, laye
 def test_torchvision_vit_layers_by_name(torchvision_vit):
     x = batch((2, 32, 32))
     maps = lu.LaFAM(torchvision_vit, layer="encoder.layers.encoder_layer_1")(x)
-    torch.testing.assert_close(maps, lafam_by_hand(torchvision_vit, "encoder.layers.encoder_layer_1", x, prefix=1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        maps, lafam_by_hand(torchvision_vit, "encoder.layers.encoder_layer_1", x, prefix=1), rtol=0, atol=1e-5
+    )
 
 
 @pytest.mark.slow
@@ -115,7 +117,9 @@ def test_vit_b_16_by_name():
 
 
 def test_the_last_blocks_output_of_a_cls_classifier_is_an_error_naming_a_usable_layer(vit, torchvision_vit):
-    with pytest.raises(ValueError, match=r"'encoder\.layers\.encoder_layer_1'.*exactly zero.*'encoder\.layers\.encoder_layer_1\.ln_1'"):
+    with pytest.raises(
+        ValueError, match=r"'encoder\.layers\.encoder_layer_1'.*exactly zero.*'encoder\.layers\.encoder_layer_1\.ln_1'"
+    ):
         lu.GradCAM(torchvision_vit, layer="encoder.layers.encoder_layer_1")(batch((2, 32, 32)))
     for layer in ("blocks.1", "blocks.1.attn", "blocks.1.mlp"):
         with pytest.raises(ValueError, match=rf"'{layer}'.*exactly zero on every patch token.*'blocks\.1\.norm1'"):
@@ -168,5 +172,7 @@ def test_a_token_layer_needs_the_models_prefix_tokens_and_patch_size():
     model.patch_size = PATCH
     assert lu.LaFAM(model, layer="mix", upsample=None)(batch((1, 32, 40))).shape == (1, 4, 5)
     model.num_prefix_tokens = 2
-    with pytest.raises(ValueError, match=r"gives 21 tokens for 32x40 images; expected 2 prefix tokens \+ a 4x5 patch grid = 22"):
+    with pytest.raises(
+        ValueError, match=r"gives 21 tokens for 32x40 images; expected 2 prefix tokens \+ a 4x5 patch grid = 22"
+    ):
         lu.LaFAM(model, layer="mix")(batch((1, 32, 40)))

@@ -35,15 +35,17 @@ def blob_masks(b: int, h: int, w: int, seed: int) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
     centre = torch.rand(b, 2, generator=g) * torch.tensor([h, w])
     radii = (0.15 + 0.25 * torch.rand(b, 2, generator=g)) * torch.tensor([h, w])
-    dist = ((yy - centre[:, :1, None]) / radii[:, :1, None]) ** 2 + ((xx - centre[:, 1:, None]) / radii[:, 1:, None]) ** 2
-    return dist <= 1
+    dy = (yy - centre[:, :1, None]) / radii[:, :1, None]
+    dx = (xx - centre[:, 1:, None]) / radii[:, 1:, None]
+    return dy**2 + dx**2 <= 1
 
 
 def blocky_maps(b: int, h: int, w: int, seed: int) -> torch.Tensor:
     """Nearest-upsampled 7x7 maps in [0, 1]: the explainers' output, full of ties."""
     g = torch.Generator().manual_seed(seed)
     small = torch.rand(b, 1, 7, 7, generator=g)
-    small = (small - small.amin((2, 3), keepdim=True)) / (small.amax((2, 3), keepdim=True) - small.amin((2, 3), keepdim=True))
+    low, high = small.amin((2, 3), keepdim=True), small.amax((2, 3), keepdim=True)
+    small = (small - low) / (high - low)
     return F.interpolate(small, size=(h, w), mode="nearest")[:, 0]
 
 
@@ -216,7 +218,13 @@ def test_half_precision_maps_are_scored_like_float32():
         (torch.rand(2, 8, 8), torch.ones(2, 8, 8, dtype=torch.bool), {"k": 65}, ValueError, r"k must be .* \[1, 64\]"),
         (torch.rand(2, 8, 8), torch.ones(2, 8, 8, dtype=torch.bool), {"k": 0}, ValueError, "k must be"),
         (torch.rand(2, 8, 8), torch.ones(2, 8, 8, dtype=torch.bool), {"k": 4, "metrics": ["IoU"]}, ValueError, "IoU"),
-        (torch.rand(2, 8, 8), torch.ones(2, 8, 8, dtype=torch.bool), {"k": 4, "backend": "numpy"}, ValueError, "backend"),
+        (
+            torch.rand(2, 8, 8),
+            torch.ones(2, 8, 8, dtype=torch.bool),
+            {"k": 4, "backend": "numpy"},
+            ValueError,
+            "backend",
+        ),
     ],
 )
 def test_bad_input_is_rejected(maps, masks, kwargs, error, match):

@@ -25,7 +25,6 @@ from lafam_utils.models import CheckpointError, DownloadError
 from lafam_utils.notebook import setup
 
 
-
 @contextmanager
 def bolts():
     """Lightning Bolts' SimCLR and SwAV, with its deprecation and "under review" warnings silenced."""
@@ -385,7 +384,11 @@ def lightning_file(contents: dict, path: Path, version: str, monkeypatch) -> Pat
     early_stop = fake_class("pytorch_lightning.callbacks.early_stopping.EarlyStopping")
     online = fake_class("pl_bolts.callbacks.ssl_online.SSLOnlineEvaluator")
     callback_states = {
-        checkpoint_cb: {"monitor": "val_loss", "best_model_score": torch.tensor(0.25), "best_model_path": "/ckpt/epoch=9.ckpt"},
+        checkpoint_cb: {
+            "monitor": "val_loss",
+            "best_model_score": torch.tensor(0.25),
+            "best_model_path": "/ckpt/epoch=9.ckpt",
+        },
         early_stop: {"wait_count": 2, "stopped_epoch": 0, "best_score": torch.tensor(0.3), "patience": 3},
         online: {"state_dict": {"weight": torch.randn(3, 2)}},
     }
@@ -398,10 +401,25 @@ def lightning_file(contents: dict, path: Path, version: str, monkeypatch) -> Pat
         "epoch": 9, "global_step": 5000, "pytorch-lightning_version": version,
         "state_dict": contents["state_dict"],
         "callbacks": callback_states,
-        "optimizer_states": [{"state": {0: {"step": torch.tensor(5000.0), "exp_avg": torch.zeros(4, 4), "exp_avg_sq": torch.zeros(4, 4)}},
-                              "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-6, "params": [0]}]}],
-        "lr_schedulers": [{"base_lrs": [1e-3], "last_epoch": 9, "_step_count": 10, "verbose": False,
-                           "_get_lr_called_within_step": False, "_last_lr": [5e-4], "lr_lambdas": [None]}],
+        "optimizer_states": [
+            {
+                "state": {
+                    0: {"step": torch.tensor(5000.0), "exp_avg": torch.zeros(4, 4), "exp_avg_sq": torch.zeros(4, 4)}
+                },
+                "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-6, "params": [0]}],
+            }
+        ],
+        "lr_schedulers": [
+            {
+                "base_lrs": [1e-3],
+                "last_epoch": 9,
+                "_step_count": 10,
+                "verbose": False,
+                "_get_lr_called_within_step": False,
+                "_last_lr": [5e-4],
+                "lr_lambdas": [None],
+            }
+        ],
         "hparams_name": "kwargs",
         "hyper_parameters": hyper,
         "native_amp_scaling_state": {"scale": 65536.0, "_growth_tracker": 0},
@@ -414,7 +432,9 @@ def lightning_file(contents: dict, path: Path, version: str, monkeypatch) -> Pat
 
 
 @pytest.mark.parametrize("version", list(LIGHTNING_LAYOUTS))
-def test_lightning_checkpoints_of_every_version_load_without_trust(simclr_contents, simclr, tmp_path, monkeypatch, version):
+def test_lightning_checkpoints_of_every_version_load_without_trust(
+    simclr_contents, simclr, tmp_path, monkeypatch, version
+):
     """Problem 6: checkpoints with AttributeDict and class-keyed callbacks used to need trust_checkpoint=True."""
     path = lightning_file(simclr_contents, tmp_path / f"lightning-{version}.ckpt", version, monkeypatch)
     with pytest.raises(pickle.UnpicklingError):
@@ -432,7 +452,11 @@ def test_lightning_checkpoint_with_a_foreign_configuration_is_still_checked(simc
     path = lightning_file(simclr_contents, tmp_path / "cifar.ckpt", "1.4.9", monkeypatch)
     contents = torch.load(path, weights_only=False)
     contents["hyper_parameters"]["first_conv"] = False
-    with registered(monkeypatch, *{type(k) for k in [contents["hyper_parameters"]]}, *[k for k in contents["callbacks"] if isinstance(k, type)]):
+    with registered(
+        monkeypatch,
+        *{type(k) for k in [contents["hyper_parameters"]]},
+        *[k for k in contents["callbacks"] if isinstance(k, type)],
+    ):
         torch.save(contents, path)
     with pytest.raises(CheckpointError, match="first_conv"):
         lu.load_model("simclr", checkpoint=path)
@@ -456,7 +480,9 @@ def test_malicious_pickle_never_runs_and_the_message_names_the_blocked_global(si
     assert marker.exists()  # the payload works with plain pickle
     marker.unlink()
     contents["hyper_parameters"]["evil"] = Payload(marker)
-    with registered(monkeypatch, type(contents["hyper_parameters"]), *[k for k in contents["callbacks"] if isinstance(k, type)]):
+    with registered(
+        monkeypatch, type(contents["hyper_parameters"]), *[k for k in contents["callbacks"] if isinstance(k, type)]
+    ):
         torch.save(contents, path)
     with pytest.raises(CheckpointError) as error:
         lu.load_model("simclr", checkpoint=path)
@@ -470,12 +496,18 @@ def test_weights_dir_and_checkpoints_reach_load_model(offline, resnet50, simclr_
     """Parameter sets name local weights: a folder of published files, or one file per model."""
     folder = tmp_path / "weights"
     path = cached_under_its_hash(resnet50.state_dict(), folder, "resnet50")
-    monkeypatch.setattr(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.value, "url", f"https://download.pytorch.org/models/{path.name}")
+    monkeypatch.setattr(
+        torchvision.models.ResNet50_Weights.IMAGENET1K_V1.value,
+        "url",
+        f"https://download.pytorch.org/models/{path.name}",
+    )
     (folder / "simclr_imagenet.ckpt").write_bytes(simclr_ckpt.read_bytes())
     run = setup({"dataset": "voc", "weights_dir": str(folder)})
     assert same_weights(run.models["resnet50"], resnet50) and same_weights(run.models["simclr"], simclr["backbone"])
     assert not offline.exists()  # the torch hub cache was not used
-    with pytest.raises(DownloadError, match=rf"swav_imagenet\.ckpt \(file 'swav_imagenet\.ckpt' in the folder {folder}"):
+    with pytest.raises(
+        DownloadError, match=rf"swav_imagenet\.ckpt \(file 'swav_imagenet\.ckpt' in the folder {folder}"
+    ):
         run.models["swav"]
     run = setup({"dataset": "voc", "checkpoints": {"simclr": str(simclr_ckpt)}, "weights_dir": str(tmp_path / "empty")})
     assert same_weights(run.models["simclr"], simclr["backbone"])

@@ -19,8 +19,8 @@ import torchvision
 from torch import nn
 
 import lafam_utils as lu
-from lafam_utils.models import releases as ssl_releases
 from lafam_utils.models import CheckpointError, DownloadError
+from lafam_utils.models import releases as ssl_releases
 from lafam_utils.models.releases import RELEASES
 from lafam_utils.models.vit_releases import VIT_RELEASES
 
@@ -128,8 +128,16 @@ def mocov3(backbone: dict, head: dict) -> dict:
         **prefixed("module.base_encoder.", encoder), **prefixed("module.momentum_encoder.", encoder),
         **prefixed("module.predictor.", predictor),
     }
-    scaler = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 0}
-    return {"epoch": 1000, "arch": "resnet50", "state_dict": state, "optimizer": sgd_state(len(encoder)), "scaler": scaler}
+    scaler = {
+        "scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 0
+    }
+    return {
+        "epoch": 1000,
+        "arch": "resnet50",
+        "state_dict": state,
+        "optimizer": sgd_state(len(encoder)),
+        "scaler": scaler,
+    }
 
 
 def full_checkpoint(batch_norm: bool) -> Callable[[dict, dict], dict]:

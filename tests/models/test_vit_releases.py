@@ -91,7 +91,9 @@ def official_forward(state: dict[str, Tensor], config: ViTConfig, x: Tensor) -> 
         m = int(math.sqrt(n))
         w0, h0 = w // config.patch_size, h // config.patch_size
         if config.interpolate_offset:
-            kwargs = {"scale_factor": (float(w0 + config.interpolate_offset) / m, float(h0 + config.interpolate_offset) / m)}
+            kwargs = {
+                "scale_factor": (float(w0 + config.interpolate_offset) / m, float(h0 + config.interpolate_offset) / m)
+            }
         else:
             kwargs = {"size": (w0, h0)}
         patch_pos_embed = F.interpolate(
@@ -116,10 +118,18 @@ def official_forward(state: dict[str, Tensor], config: ViTConfig, x: Tensor) -> 
             attended = ((q @ k.transpose(-2, -1)) * (dim // heads) ** -0.5).softmax(dim=-1) @ v
         else:
             attended = F.scaled_dot_product_attention(q, k, v)
-        y = F.linear(attended.transpose(1, 2).reshape(batch, count, dim), state[p + "attn.proj.weight"], state[p + "attn.proj.bias"])
+        y = F.linear(
+            attended.transpose(1, 2).reshape(batch, count, dim),
+            state[p + "attn.proj.weight"],
+            state[p + "attn.proj.bias"],
+        )
         tokens = tokens + (y * state[p + "ls1.gamma"] if config.layer_scale is not None else y)
         y = F.layer_norm(tokens, (dim,), state[p + "norm2.weight"], state[p + "norm2.bias"], eps=1e-6)
-        y = F.linear(F.gelu(F.linear(y, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"])), state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])
+        y = F.linear(
+            F.gelu(F.linear(y, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"])),
+            state[p + "mlp.fc2.weight"],
+            state[p + "mlp.fc2.bias"],
+        )
         tokens = tokens + (y * state[p + "ls2.gamma"] if config.layer_scale is not None else y)
     return F.layer_norm(tokens, (dim,), state["norm.weight"], state["norm.bias"], eps=1e-6)[:, 0]
 
@@ -168,7 +178,10 @@ def test_the_real_architecture_sizes(name):
     assert ("blocks.11.ls1.gamma" in shapes) == (name in DINOV2)
     assert shapes.get("register_tokens") == ((1, 4, config.embed_dim) if name.endswith("-reg") else None)
     assert "blocks.12.norm1.weight" not in shapes
-    assert all(isinstance(model.get_submodule(layer), torch.nn.Module) for layer in ("blocks.11", "blocks.11.norm1", "blocks.11.attn", "norm"))
+    assert all(
+        isinstance(model.get_submodule(layer), torch.nn.Module)
+        for layer in ("blocks.11", "blocks.11.norm1", "blocks.11.attn", "norm")
+    )
     published = {"vits": 21e6, "vitb": 86e6}[name.split("-")[1][:4]]
     assert abs(sum(value.numel() for value in model.state_dict().values()) / published - 1) < 0.1  # "21 M", "86 M"
 
@@ -248,9 +261,14 @@ def test_every_tensor_of_the_file_changes_the_output(tmp_path, monkeypatch):
 def test_dino_full_checkpoint_reads_the_teachers_backbone(tmp_path, monkeypatch):
     config = tiny(monkeypatch, "dino-vitb8")
     teacher, student = official_state(config, seed=0), official_state(config, seed=1)
-    head = {"mlp.0.weight": torch.randn(64, 32), "last_layer.weight_g": torch.ones(10, 1), "last_layer.weight_v": torch.randn(10, 8)}
+    head = {
+        "mlp.0.weight": torch.randn(64, 32),
+        "last_layer.weight_g": torch.ones(10, 1),
+        "last_layer.weight_v": torch.randn(10, 8),
+    }
     checkpoint = {
-        "student": {f"module.backbone.{k}": v for k, v in student.items()} | {f"module.head.{k}": v for k, v in head.items()},
+        "student": {f"module.backbone.{k}": v for k, v in student.items()}
+        | {f"module.head.{k}": v for k, v in head.items()},
         "teacher": {f"backbone.{k}": v for k, v in teacher.items()} | {f"head.{k}": v for k, v in head.items()},
         "optimizer": {"state": {}, "param_groups": []},
         "epoch": 300,
@@ -297,7 +315,10 @@ def test_registers_are_not_optional(tmp_path, monkeypatch):
 def test_a_foreign_layout_is_an_error_listing_the_expected_ones(tmp_path, monkeypatch):
     config = tiny(monkeypatch, "dino-vits16")
     path = write(tmp_path, {"model": {f"module.{k}": v for k, v in official_state(config).items()}})
-    expected = r"not a dino-vits16 checkpoint.*\['cls_token'\].*\['teacher'\]\['backbone\.cls_token'\].*top-level keys are model"
+    expected = (
+        r"not a dino-vits16 checkpoint.*\['cls_token'\].*\['teacher'\]\['backbone\.cls_token'\]"
+        r".*top-level keys are model"
+    )
     with pytest.raises(CheckpointError, match=expected):
         lu.load_model("dino-vits16", checkpoint=path)
 

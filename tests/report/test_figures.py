@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from lafam_utils.datasets.transforms import denormalize
 from lafam_utils.report import figures as plotting
 from lafam_utils.report.summary import to_markdown
 from lafam_utils.report.titles import pair_title
-from lafam_utils.datasets.transforms import denormalize
 
 
 @pytest.fixture(autouse=True)

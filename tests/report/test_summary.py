@@ -66,7 +66,9 @@ def test_bootstrap_interval():
     half_width = 1.96 * values.std(ddof=1) / np.sqrt(len(values))
     assert low < values.mean() < high
     assert (high - low) / 2 == pytest.approx(half_width, rel=0.15)
-    reference = stats.bootstrap((values,), np.mean, method="percentile", n_resamples=1000, random_state=0).confidence_interval
+    reference = stats.bootstrap(
+        (values,), np.mean, method="percentile", n_resamples=1000, random_state=0
+    ).confidence_interval
     assert low == pytest.approx(reference.low, abs=0.003) and high == pytest.approx(reference.high, abs=0.003)
     assert bootstrap_ci(np.full(5, 0.25)) == (0.25, 0.25)
     assert bootstrap_ci(np.array([0.7])) == (0.7, 0.7)
@@ -92,7 +94,9 @@ def test_paired_wilcoxon_pairs_by_id():
 
 
 def test_every_method_is_tested_against_its_models_lafam():
-    results = results_table(n=20, pairs=[("resnet50", "gradcam"), ("resnet50", "eigencam"), ("resnet50", "lafam"), ("swav", "relax")])
+    results = results_table(
+        n=20, pairs=[("resnet50", "gradcam"), ("resnet50", "eigencam"), ("resnet50", "lafam"), ("swav", "relax")]
+    )
     p = lu.summarize(results, n_boot=10).xs("p_value", level="stat")
     assert p[("resnet50", "gradcam")].notna().all() and p[("resnet50", "eigencam")].notna().all()
     assert p[("resnet50", "lafam")].isna().all() and p[("swav", "relax")].isna().all()  # swav has no LaFAM column

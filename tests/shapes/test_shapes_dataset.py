@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 import lafam_utils as lu
-from lafam_utils.shapes.dataset import SHAPE_CLASSES, Shape, shape_mask, voc_palette, write_voc
 from lafam_utils.datasets.transforms import denormalize
+from lafam_utils.shapes.dataset import SHAPE_CLASSES, Shape, shape_mask, voc_palette, write_voc
 
 # exact areas of the shapes with circumradius 1 (square half-side 0.7, ring inner radius 0.55,
 # cross arms 1.8 x 0.6, star with inner radius 0.45: ten triangles of area R r sin(36 deg) / 2)
@@ -66,7 +66,9 @@ def test_colour_views_share_geometry_and_background_but_not_colours():
     for i in range(len(ds)):
         (image, owner, objects), (view, view_owner, view_objects) = ds.render(i), ds.render(i, colours=0)
         assert np.array_equal(owner, view_owner)
-        assert [(o.kind, o.center, o.radius, o.angle) for o in objects] == [(o.kind, o.center, o.radius, o.angle) for o in view_objects]
+        assert [(o.kind, o.center, o.radius, o.angle) for o in objects] == [
+            (o.kind, o.center, o.radius, o.angle) for o in view_objects
+        ]
         assert all(o.color != v.color for o, v in zip(objects, view_objects))
         assert np.array_equal(image[:, owner == -1], view[:, owner == -1])
         for k, o in enumerate(view_objects):

@@ -13,7 +13,9 @@ from lafam_utils import metrics
 from lafam_utils.hooks import layer_output
 from lafam_utils.shapes import retrain as shapes_retrain
 from lafam_utils.shapes import shipped
+from lafam_utils.shapes.dataset import SHAPE_CLASSES
 from lafam_utils.shapes.network import ShapesNet
+from lafam_utils.shapes.quality import fit_linear_probe, linear_probe_accuracy
 from lafam_utils.shapes.shipped import (
     SHAPES_MODELS,
     WEIGHTS_DIR,
@@ -24,8 +26,6 @@ from lafam_utils.shapes.shipped import (
     ship_model,
 )
 from lafam_utils.shapes.training import RECIPES, TrainConfig, TrainingBatches, augment, nt_xent, train_shapes_model
-from lafam_utils.shapes.quality import fit_linear_probe, linear_probe_accuracy
-from lafam_utils.shapes.dataset import SHAPE_CLASSES
 
 TINY = TrainConfig(size=32, steps=2, batch_size=4)
 
@@ -127,9 +127,14 @@ def test_training_windows():
         ys, xs = torch.nonzero(item["mask"], as_tuple=True)
         assert labels[k] == item["label_ids"][0]
         if ys.max() - ys.min() < 64 and xs.max() - xs.min() < 64:
-            found = [(t, l) for t in range(33) for l in range(33) if torch.equal(item["image"][:, t : t + 64, l : l + 64], images[k])]
-            (t, l), *_ = found
-            assert t <= ys.min() and ys.max() < t + 64 and l <= xs.min() and xs.max() < l + 64
+            found = [
+                (top, left)
+                for top in range(33)
+                for left in range(33)
+                if torch.equal(item["image"][:, top : top + 64, left : left + 64], images[k])
+            ]
+            (top, left), *_ = found
+            assert top <= ys.min() and ys.max() < top + 64 and left <= xs.min() and xs.max() < left + 64
     views = TrainingBatches(TrainConfig(size=96, crop=64, steps=1, batch_size=4, backgrounds="independent"))
     first, second, _ = views[0]
     assert not torch.equal(first, second) and torch.equal(views[0][1], second)
@@ -143,14 +148,21 @@ def _view_windows(batches: TrainingBatches, colours: int | None) -> list[tuple[t
         item, view = batches.data[k], batches.data.item(k, background=0, colours=colours)
         pair = []
         for image, cut in ((item["image"], first[k]), (view["image"], second[k])):
-            (place, *_) = [(t, l) for t in range(33) for l in range(33) if torch.equal(image[:, t : t + 64, l : l + 64], cut)]
+            (place, *_) = [
+                (top, left)
+                for top in range(33)
+                for left in range(33)
+                if torch.equal(image[:, top : top + 64, left : left + 64], cut)
+            ]
             pair.append(place)
         found.append(tuple(pair))
     return found
 
 
 def test_second_views_repaint_the_object_and_cut_their_own_window():
-    config = TrainConfig(size=96, crop=64, steps=1, batch_size=4, backgrounds="independent", colours="independent", second_window="own")
+    config = TrainConfig(
+        size=96, crop=64, steps=1, batch_size=4, backgrounds="independent", colours="independent", second_window="own"
+    )
     batches = TrainingBatches(config)
     assert torch.equal(batches[0][1], TrainingBatches(config)[0][1])
     own = _view_windows(batches, colours=0)
@@ -234,7 +246,9 @@ def test_model_file_bytes_depend_on_weights_and_recipe_only():
 
 @pytest.mark.slow
 def test_a_reduced_run_of_the_supervised_recipe_learns():
-    supervised = train_shapes_model("supervised", replace(RECIPES["shapes-supervised"][1], size=64, crop=48, steps=200), progress=False, workers=0)
+    supervised = train_shapes_model(
+        "supervised", replace(RECIPES["shapes-supervised"][1], size=64, crop=48, steps=200), progress=False, workers=0
+    )
     images, labels, _ = held_out(96, 64)
     with torch.no_grad():
         accuracy = (supervised(images).argmax(1) == labels).float().mean().item()
@@ -248,7 +262,10 @@ def test_shipped_simclr_encodes_the_shape_and_its_maps_find_the_object():
     encoder, control = lu.load_model("shapes-simclr"), lu.load_model("shapes-simclr-background")
     assert linear_probe_accuracy(encoder, n_train=300, n_test=300) >= 0.8
     images, _, masks = held_out(100, 224)
-    scores = {name: metrics.compute(lu.LaFAM(m)(images), masks, metrics=("Pointing-Game", "AUC")) for name, m in (("recipe", encoder), ("control", control))}
+    scores = {
+        name: metrics.compute(lu.LaFAM(m)(images), masks, metrics=("Pointing-Game", "AUC"))
+        for name, m in (("recipe", encoder), ("control", control))
+    }
     assert scores["recipe"]["Pointing-Game"].mean() >= 0.95 and scores["recipe"]["AUC"].mean() >= 0.9
     assert scores["control"]["AUC"].mean() < 0.5
     # a random map's maximum is a uniform layer cell: the chance that its block meets the mask
@@ -264,8 +281,11 @@ def test_the_shapes_vit_is_dinos_vit_with_a_convolutional_stem():
     classifier, encoder = new_shapes_model("supervised", "vit"), new_shapes_model("simclr", "vit")
     assert isinstance(classifier, ShapesViT) and isinstance(classifier, VisionTransformer)
     assert classifier.class_names == list(SHAPE_CLASSES) and encoder.class_names is None
-    assert {"cls_token", "pos_embed", "blocks.3.norm1.weight", "norm.weight", "head.weight"} <= set(classifier.state_dict())
-    for size in ((224, 224), (64, 64), (65, 70)):  # the grid is H // 16 x W // 16 for any size, as for a patch embedding
+    assert {"cls_token", "pos_embed", "blocks.3.norm1.weight", "norm.weight", "head.weight"} <= set(
+        classifier.state_dict()
+    )
+    # the grid is H // 16 x W // 16 for any size, as for a patch embedding
+    for size in ((224, 224), (64, 64), (65, 70)):
         x = torch.rand(2, 3, *size)
         tokens = layer_output(encoder, "blocks.3", x)
         assert tokens.shape == (2, 1 + (size[0] // 16) * (size[1] // 16), 96)
