@@ -1,6 +1,10 @@
 """Datasets x models x methods -> one results row per (image, model, method), resumable and shardable.
 
-Names are imported on first use, so a loading process imports only ``loading`` (and torch).
+One module per job: ``evaluator`` (``evaluate``, ``load_results``), ``loading`` (items and
+batches, the loading processes), ``runner`` (explaining and scoring a batch), ``identity`` (the
+run's identity), ``run_store`` (the run's folder, chunks and claims), ``scheduling`` (resume,
+claims, waiting, progress) and ``distributed`` (``torchrun`` ranks). Names are imported on first
+use, so a loading process imports only ``loading`` (and torch).
 """
 
 from __future__ import annotations
