@@ -47,7 +47,7 @@ class LaFAMFused(Explainer):
         model: the network to explain.
         layers: the layers to fuse (names, any order); None: ``default_fused_layers`` (``layer2``,
             ``layer3``, ``layer4`` on a ResNet or a shapes CNN).
-        upsample, threshold, precision, compile: as for ``Explainer``.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
 
     Raises:
         ValueError: fewer than two layers, a layer not in ``model``, or no default layers.

@@ -22,7 +22,11 @@ class LayerCAM(GradCAM):
 
     Args:
         model: a classifier returning (B, n_classes) scores; ``class_names`` for named targets.
-        layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        layer: the layer whose activations and gradients are read (``"auto"``: the model's default layer).
+        upsample: as for ``Explainer``.
+        threshold: as for ``Explainer``.
+        precision: as for ``Explainer``.
+        compile: as for ``Explainer``.
     """
 
     name = "layercam"

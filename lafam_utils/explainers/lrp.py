@@ -108,7 +108,8 @@ class ZennitExplainer(Explainer):
     over the channels with the sign handling ``sign`` (``relevance_map``).
 
     Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+        model: the network to explain.
+        layer: the layer where the relevance starts (``"auto"``: the model's default layer).
         composite: zennit's composite by name (``COMPOSITES``): ``"EpsilonGammaBox"`` (default: gamma on the
             convolutions, epsilon on linear layers, the ZBox rule on the first layer; chosen over
             ``"EpsilonPlusFlat"``, z+ on the convolutions and the flat rule on the first layer, on a selection
@@ -119,6 +120,7 @@ class ZennitExplainer(Explainer):
         to_layer: None (default): the relevance at the input pixels, summed over the colour channels; or an
             earlier layer's name: the relevance at its output, summed over its channels (a map at its resolution).
         sign: ``"positive"`` (default: negative relevance clipped at 0), ``"absolute"`` or ``"signed"``.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
 
     Raises:
         ValueError: an option is not one of the values above, the model is a Vision Transformer, or
@@ -246,8 +248,14 @@ class LaFAMLRP(ZennitExplainer):
     convolutions). No labels, no class score: like LaFAM, one map per image from the layer's activations.
 
     Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer`` (``layer="auto"``: ``layer4``).
-        composite, composite_options, canonizer, to_layer, sign, **options: as for ``ZennitExplainer``.
+        model: the network to explain.
+        layer: the layer where the relevance starts (``"auto"``: the model's default layer, ``layer4`` on a ResNet).
+        composite: as for ``ZennitExplainer``.
+        composite_options: as for ``ZennitExplainer``.
+        canonizer: as for ``ZennitExplainer``.
+        to_layer: as for ``ZennitExplainer``.
+        sign: as for ``ZennitExplainer``.
+        **options: ``Explainer``'s other arguments (``upsample``, ``threshold``, ``precision``, ``compile``).
     """
 
     name = "lafam-lrp"
@@ -279,8 +287,8 @@ class LRP(ZennitExplainer):
     Args:
         model: a classifier returning (B, n_classes) scores, with ``class_names``.
         layer: None (the relevance starts at the model's output).
-        upsample, threshold, precision, compile: as for ``Explainer``.
-        composite, composite_options, canonizer, to_layer, sign, **options: as for ``ZennitExplainer``.
+        **options: ``ZennitExplainer``'s arguments (``composite``, ``composite_options``, ``canonizer``,
+            ``to_layer``, ``sign``) and ``Explainer``'s (``upsample``, ``threshold``, ``precision``, ``compile``).
 
     Raises:
         ValueError: ``layer`` is given, ``model`` has no ``class_names`` (it is no classifier), or as for
