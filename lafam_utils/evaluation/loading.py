@@ -316,7 +316,7 @@ def _serve(tasks: Any, results: Any, generation: Any, folder: str, number: int) 
         results.put(("item", call, index, load_item(dataset, index, known_id, encoded)))
 
 
-class WorkerLost(RuntimeError):
+class WorkerLostError(RuntimeError):
     """A loading process exited while the loader waited for it."""
 
 
@@ -398,7 +398,7 @@ class LoadingPool:
                 while not here and any(index not in received for index in indices):
                     try:
                         self._receive(call, received, progress, load_here)
-                    except WorkerLost as lost:
+                    except WorkerLostError as lost:
                         warnings.warn(f"{lost}; evaluate loads the rest of this run in this process", stacklevel=4)
                         here = True
                         self.close()
@@ -421,7 +421,7 @@ class LoadingPool:
 
         Raises:
             TimeoutError: they have not started within ``timeout`` seconds.
-            WorkerLost: a worker exited.
+            WorkerLostError: a worker exited.
         """
         deadline = time.monotonic() + timeout
         while self.start_seconds is None:
@@ -438,7 +438,7 @@ class LoadingPool:
         either, it waits up to ``POLL_SECONDS`` for a message.
 
         Raises:
-            WorkerLost: a worker exited.
+            WorkerLostError: a worker exited.
             RuntimeError: a worker could not read the dataset.
         """
         try:
@@ -477,20 +477,20 @@ class LoadingPool:
 
         Raises:
             queue.Empty: none came.
-            WorkerLost: a message could not be read, its sender having exited.
+            WorkerLostError: a message could not be read, its sender having exited.
         """
         try:
             return self.results.get(timeout=POLL_SECONDS) if block else self.results.get_nowait()
         except (OSError, EOFError, pickle.UnpicklingError) as error:  # its sender exited before the tensors came
             self._check_alive(wait=True)
             self.broken = True
-            raise WorkerLost(f"a loading process's message could not be read ({describe_error(error)})") from None
+            raise WorkerLostError(f"a loading process's message could not be read ({describe_error(error)})") from None
 
     def _check_alive(self, wait: bool = False) -> None:
-        """Raise ``WorkerLost`` for a worker that has exited (with ``wait``, give an exiting one a second).
+        """Raise ``WorkerLostError`` for a worker that has exited (with ``wait``, give an exiting one a second).
 
         Raises:
-            WorkerLost: a worker exited.
+            WorkerLostError: a worker exited.
         """
         deadline = time.monotonic() + (1.0 if wait else 0.0)
         while not (dead := [p for p in self.processes if not p.is_alive()]) and time.monotonic() < deadline:
@@ -500,7 +500,7 @@ class LoadingPool:
             hint = "" if self.processes.index(dead[0]) in self._ready else (
                 " before it started (a script that calls evaluate with workers needs `if __name__ == '__main__':`)"
             )
-            raise WorkerLost(f"loading process {dead[0].name} exited with code {dead[0].exitcode}{hint}")
+            raise WorkerLostError(f"loading process {dead[0].name} exited with code {dead[0].exitcode}{hint}")
 
     def close(self) -> None:
         """Stop the workers (terminated if they do not stop within a few seconds) and remove the pool's files."""

@@ -161,7 +161,10 @@ def _item_digest(dataset: Any, index: int) -> str:
         item = dataset[index]
     except Exception as error:  # noqa: BLE001 - a failing item is part of the content
         return f"{type(error).__name__}: {error}"
-    values = item.items() if isinstance(item, Mapping) else enumerate(item if isinstance(item, (list, tuple)) else [item])
+    if isinstance(item, Mapping):
+        values = item.items()
+    else:
+        values = enumerate(item if isinstance(item, (list, tuple)) else [item])
     return json.dumps({str(k): plain(v) for k, v in values}, sort_keys=True)
 
 
@@ -169,7 +172,8 @@ def dataset_fingerprint(dataset: Any) -> dict[str, Any]:
     """What identifies a dataset's content (see the module docstring)."""
     kind = type(dataset).__qualname__
     if isinstance(dataset, torch.utils.data.Subset):
-        return {"type": kind, "base": dataset_fingerprint(dataset.dataset), "indices": [int(i) for i in dataset.indices]}
+        indices = [int(i) for i in dataset.indices]
+        return {"type": kind, "base": dataset_fingerprint(dataset.dataset), "indices": indices}
     table = getattr(dataset, "table", None)
     if isinstance(table, pd.DataFrame) and {"image_path", "mask_path"} <= set(table.columns):
         paths = [p for pair in zip(table["image_path"], table["mask_path"]) for p in pair]
@@ -286,7 +290,9 @@ class RunStore:
                   "index": [int(i) for i in frame["index"]], "ids": [str(i) for i in frame["id"]]}
         write_table_atomic(frame, self.chunk_path(pair, batch), {CHUNK_KEY: json.dumps(record).encode()})
 
-    def read_chunk(self, pair: Pair, batch: int, indices: Sequence[int], ids: Sequence[str] | None) -> pd.DataFrame | None:
+    def read_chunk(
+        self, pair: Pair, batch: int, indices: Sequence[int], ids: Sequence[str] | None
+    ) -> pd.DataFrame | None:
         """The chunk's rows if it exists, is readable and matches this run, pair, batch and ids; else None.
 
         A chunk that exists but fails a check is reported once with a warning naming it and why.

@@ -21,9 +21,8 @@ from evaluation_toy import CLASS_NAMES, PAIRS, ToyDataset, ToyNet, run, toy_expl
 
 import lafam_utils as lu
 from lafam_utils.evaluation import load_results
-from lafam_utils.evaluation.run_store import chunk_path
+from lafam_utils.evaluation.run_store import chunk_path, run_folders
 from lafam_utils.metrics import METRIC_NAMES
-from lafam_utils.evaluation.run_store import run_folders
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tests" / "evaluation_toy.py"
@@ -191,7 +190,8 @@ def test_run_killed_with_sigkill_resumes_to_the_same_table(reference, tmp_path):
 
 
 def test_torchrun_two_processes_equal_single_process(reference, tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path)]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = [*launcher, str(SCRIPT), str(tmp_path)]
     done = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = only_run(tmp_path)
@@ -313,8 +313,8 @@ def test_changed_settings_weights_or_data_never_return_old_rows(tmp_path):
     assert relax["factory"] == "RELAX"
     assert relax["kwargs"] | {"n_masks": 64} == relax["kwargs"]  # defaults filled in: every setting is there
     assert {"cells", "p", "seed", "variant", "upsample", "threshold"} <= set(relax["kwargs"])
-    assert identity["models"]["toyenc"]["weights_sha256"] != json.loads(
-        (Path(other_weights.attrs["run_dir"]) / "run.json").read_text())["identity"]["models"]["toyenc"]["weights_sha256"]
+    other_identity = json.loads((Path(other_weights.attrs["run_dir"]) / "run.json").read_text())["identity"]
+    assert identity["models"]["toyenc"]["weights_sha256"] != other_identity["models"]["toyenc"]["weights_sha256"]
 
 
 class Scaled(toy_explainers()["gradlike"]):
@@ -328,7 +328,8 @@ def test_new_constructor_arguments_and_evaluate_settings_enter_the_identity(tmp_
     table = run(tmp_path, ToyDataset(n=3), explainers={"gradlike": Scaled, "lafam": toy_explainers()["lafam"]})
     identity = json.loads((Path(table.attrs["run_dir"]) / "run.json").read_text())["identity"]
     assert identity["explainers"]["toynet/gradlike"]["kwargs"] == {"scale": 1.0, "precision": "fp32"}
-    assert {"batch_size": 3, "k": 1000, "backend": "torch", "dataset_name": "toy"}.items() <= identity["settings"].items()
+    expected = {"batch_size": 3, "k": 1000, "backend": "torch", "dataset_name": "toy"}
+    assert expected.items() <= identity["settings"].items()
     assert identity["dataset"]["length"] == 3 and identity["dataset"]["ids_sha256"]
 
 
@@ -349,15 +350,17 @@ def test_failed_start_writes_nothing_and_the_corrected_call_runs(tmp_path):
 
 def test_a_method_that_needs_labels_is_refused_on_an_encoder(tmp_path):
     data = lu.SyntheticShapes(n=2, split="single", seed=3)
+    pairs = [("shapes-simclr", "lafam"), ("shapes-simclr", "gradcam")]
     with pytest.raises(ValueError, match="model 'shapes-simclr' with method 'gradcam'.*class score.*no classes"):
-        lu.evaluate(data, [("shapes-simclr", "lafam"), ("shapes-simclr", "gradcam")], results_dir=tmp_path, progress=False)
+        lu.evaluate(data, pairs, results_dir=tmp_path, progress=False)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
 def test_damaged_chunks_are_recomputed_with_a_warning(reference, tmp_path):
     """Problem 3: a truncated, an emptied and a swapped chunk used to crash or give wrong rows."""
     run_dir = Path(run(tmp_path, ToyDataset(n=10, broken=(4,))).attrs["run_dir"])
-    truncated, emptied, swapped = chunk_path(run_dir, PAIRS[0], 0), chunk_path(run_dir, PAIRS[1], 1), chunk_path(run_dir, PAIRS[2], 1)
+    truncated = chunk_path(run_dir, PAIRS[0], 0)
+    emptied, swapped = chunk_path(run_dir, PAIRS[1], 1), chunk_path(run_dir, PAIRS[2], 1)
     truncated.write_bytes(truncated.read_bytes()[:200])
     emptied.write_bytes(b"")
     swapped.write_bytes(chunk_path(run_dir, PAIRS[2], 2).read_bytes())
