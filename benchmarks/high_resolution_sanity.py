@@ -4,15 +4,15 @@
     OMP_NUM_THREADS=1 python benchmarks/high_resolution_sanity.py --n 8 --out /tmp/hr.md   # a quick look
 
 The methods of ``benchmarks/high_resolution.py`` (LaFAM, LaFAM bilinear, the fused LaFAM, LaFAM-LRP
-with the composite chosen there, and on the classifier Grad-CAM, LayerCAM and LRP of the class
-score) and the random map, on ``shapes-supervised`` and ``shapes-simclr``, scored by ``lu.evaluate``
+with the composite chosen there and with ``EpsilonPlusFlat``, and on the classifier Grad-CAM, LayerCAM
+and LRP of the class score) and the random map, on ``shapes-supervised`` and ``shapes-simclr``, scored by ``lu.evaluate``
 with the metrics that query the model: MPRT (Spearman, the full cascade: a step per randomisable
 layer, from the output down), eMPRT, sMPRT, ROAD, deletion and insertion. Images: the first ``--n``
 of that script's report split (``SyntheticShapes(split="single", seed=3)``), held out from the
 selection split (seed 0, the demo's) on which the composite was chosen. Tables: means x100 with 95 %
 bootstrap intervals and the two-sided paired Wilcoxon p-value against the model's LaFAM
-(``lu.summarize``), the mean Spearman similarity after each step of the cascade, and the explainer
-time. The JSON beside the Markdown records the settings, the run's identity, the weights' sha256
+(``lu.summarize``), the mean Spearman similarity after each step of the cascade, the mean ROAD
+curves, and the explainer time. The JSON beside the Markdown records the settings, the run's identity, the weights' sha256
 and the versions.
 """
 
@@ -42,6 +42,7 @@ from benchmarks.high_resolution import (  # noqa: E402
     MODELS,
     REPORT_SEED,
     lafam_bilinear,
+    lafam_lrp_with,
     model_table,
     time_table,
     title,
@@ -53,6 +54,9 @@ from lafam_utils.shapes.shipped import read_manifest  # noqa: E402
 
 COMPOSITE = "EpsilonGammaBox"
 """LaFAM-LRP's composite: the one ``benchmarks/high_resolution.py`` chose on the selection split (its default)."""
+PLUS_FLAT = "lafam-lrp_EpsilonPlusFlat"
+"""LaFAM-LRP with the other composite (z+ on the convolutions), the rule family that Sixt et al. 2020 found to
+lose the deeper layers' information."""
 METRIC_OPTIONS: dict[str, dict[str, Any]] = {
     "MPRT": {"depth": None},
     "sMPRT": {"samples": 10},
@@ -68,8 +72,9 @@ VERSIONS = ("torch", "torchvision", "zennit", "quantus", "numpy", "scipy", "pand
 def pairs() -> list[tuple[str, str]]:
     """Every label-free method on both models, the class-score methods on the classifier, the random map on both."""
     classifier, encoder = MODELS
-    return [(classifier, m) for m in (*LABEL_FREE, *CLASS_SCORE, "random")] + [
-        (encoder, m) for m in (*LABEL_FREE, "random")
+    label_free = (*LABEL_FREE, PLUS_FLAT)
+    return [(classifier, m) for m in (*label_free, *CLASS_SCORE, "random")] + [
+        (encoder, m) for m in (*label_free, "random")
     ]
 
 
@@ -78,29 +83,41 @@ def evaluate(n: int, results_dir: Path) -> pd.DataFrame:
     dataset = lu.SyntheticShapes(n=n, split="single", seed=REPORT_SEED)
     return lu.evaluate(
         dataset, pairs(), results_dir=results_dir, metrics=list(MODEL_METRICS), metric_options=METRIC_OPTIONS,
-        explainers={"lafam-bilinear": lafam_bilinear}, explainer_kwargs={"lafam-lrp": {"composite": COMPOSITE}},
+        explainers={"lafam-bilinear": lafam_bilinear, PLUS_FLAT: lafam_lrp_with("EpsilonPlusFlat")},
+        explainer_kwargs={"lafam-lrp": {"composite": COMPOSITE}},
         progress=True, num_workers=0,
     )
 
 
-def cascade_means(results: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Mean Spearman similarity x100 to the trained model's map after each cascade step: rows the step's
-    layer (randomised from the output down to it), columns the methods; images whose similarity is
-    undefined (a constant map) left out."""
-    rows = results[results["model"] == model]
-    layers = list(rows["MPRT layers"].dropna().iloc[0])
+def curve_means(results: pd.DataFrame, model: str, column: str, steps: list[Any]) -> pd.DataFrame:
+    """The mean x100 of a per-image curve ``column`` at each of its ``steps`` (rows), one column per method;
+    NaN points (a similarity undefined for a constant map) left out."""
     means = {}
-    for method, group in rows.groupby("method", sort=False):
-        curves = np.array([list(curve) for curve in group["MPRT curve"].dropna()], dtype=float)
+    for method, group in results[results["model"] == model].groupby("method", sort=False):
+        curves = np.array([list(curve) for curve in group[column].dropna()], dtype=float)
         means[title(method)] = np.nanmean(curves, axis=0) * 100
-    return pd.DataFrame(means, index=layers)
+    return pd.DataFrame(means, index=steps)
 
 
-def cascade_table(means: pd.DataFrame) -> str:
-    """``cascade_means`` as Markdown."""
-    lines = ["| randomised down to | " + " | ".join(means.columns) + " |", "|---|" + "---:|" * len(means.columns)]
-    lines += [f"| {layer} | " + " | ".join(f"{v:.1f}" for v in row) + " |" for layer, row in means.iterrows()]
+def curve_table(means: pd.DataFrame, header: str) -> str:
+    """``curve_means`` as Markdown, the steps headed ``header``."""
+    lines = [f"| {header} | " + " | ".join(means.columns) + " |", "|---|" + "---:|" * len(means.columns)]
+    lines += [f"| {step} | " + " | ".join(f"{v:.1f}" for v in row) + " |" for step, row in means.iterrows()]
     return "\n".join(lines)
+
+
+def curves(results: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per model: MPRT's similarity after each cascade step and the ROAD curves, ``curve_means`` each."""
+    percentages = METRIC_OPTIONS["ROAD"]["percentages"]
+    found = {}
+    for model in MODELS:
+        layers = list(results.loc[results["model"] == model, "MPRT layers"].dropna().iloc[0])
+        found[model] = {
+            "MPRT curve": curve_means(results, model, "MPRT curve", layers),
+            "ROAD MoRF curve": curve_means(results, model, "ROAD MoRF curve", percentages),
+            "ROAD LeRF curve": curve_means(results, model, "ROAD LeRF curve", percentages),
+        }
+    return found
 
 
 def compact_table(summary: pd.DataFrame) -> str:
@@ -151,13 +168,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = lu.summarize(results)
     run = json.loads((Path(results.attrs["run_dir"]) / "run.json").read_text())
     errors = results.loc[results["error"] != "", ["model", "method", "id", "error"]]
-    cascades = {model: cascade_means(results, model) for model in MODELS}
+    means = curves(results)
     manifest = read_manifest()
     data = f"SyntheticShapes single, seed {REPORT_SEED}, the first {args.n} images"
     parts = [
         f"Command: `{command}` ({started:%Y-%m-%d %H:%M} UTC, torch threads {torch.get_num_threads()}, "
         f"{seconds:.0f} s in all; {len(errors)} rows with an error)",
-        f"\nImages: {data} (benchmarks/high_resolution.py's report split). LaFAM-LRP with {COMPOSITE}. "
+        f"\nImages: {data} (benchmarks/high_resolution.py's report split). LaFAM-LRP with {COMPOSITE}, and "
+        f"with EpsilonPlusFlat as {title(PLUS_FLAT)}. "
         f"Metric options over the defaults: `{json.dumps(METRIC_OPTIONS)}`; the settings as used, the faithfulness "
         "target per model included, are in the JSON beside this file.",
         "\nMeans x100 (MPRT, sMPRT: Spearman similarity with the trained model's map after randomisation, 100: "
@@ -167,7 +185,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         *(f"\n{model}: means x100 [95 % bootstrap interval] (paired Wilcoxon p against LaFAM):\n\n"
           f"{model_table(results, model)}" for model in MODELS),
         *(f"\n{model}: MPRT's mean Spearman similarity x100 after each step of the cascade (the layers randomised "
-          f"from the output down to the named one):\n\n{cascade_table(cascades[model])}" for model in MODELS),
+          f"from the output down to the named one):\n\n{curve_table(means[model]['MPRT curve'], 'randomised down to')}"
+          for model in MODELS),
+        *(f"\n{model}: ROAD's mean model score x100 after imputing the given share of pixels, most relevant first "
+          f"(MoRF) and least relevant first (LeRF):\n\n{curve_table(means[model]['ROAD MoRF curve'], 'MoRF, %')}\n\n"
+          f"{curve_table(means[model]['ROAD LeRF curve'], 'LeRF, %')}" for model in MODELS),
         f"\nExplainer time per image (ms, mean over the images; lu.evaluate's ``seconds``):\n\n{time_table(results)}",
     ]
     text = "\n".join(parts) + "\n"
@@ -186,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "versions": versions(),
         "errors": errors.to_dict(orient="records"),
         "summary": summary_record(summary),
-        "cascade_means_x100": {model: means.to_dict() for model, means in cascades.items()},
+        "curve_means_x100": {model: {column: table.to_dict() for column, table in tables.items()}
+                             for model, tables in means.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
