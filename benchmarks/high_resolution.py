@@ -110,7 +110,7 @@ def time_table(results: pd.DataFrame) -> str:
     means = results.groupby(["model", "method"], sort=False)["seconds"].mean() * 1e3
     methods = list(dict.fromkeys(results["method"]))
     lines = ["| model | " + " | ".join(title(m) for m in methods) + " |", "|---|" + "---:|" * len(methods)]
-    for model in (*MODELS, CONTROL):
+    for model in dict.fromkeys(results["model"]):
         cells = [f"{means[(model, m)]:.1f}" if (model, m) in means else "" for m in methods]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
