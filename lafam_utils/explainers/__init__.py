@@ -28,6 +28,7 @@ from .repeat import REPEAT
 from .random_cam import RandomCAM
 from .attention import CLSAttention
 from .lafam_magnitude import LaFAMMagnitude
+from .lafam_centred_norm import LaFAMCentredNorm
 
 __all__ = [
     "ActivationExplainer",
@@ -40,6 +41,7 @@ __all__ = [
     "GradCAM",
     "KPCACAM",
     "LaFAM",
+    "LaFAMCentredNorm",
     "LaFAMMagnitude",
     "RELAX",
     "REPEAT",
