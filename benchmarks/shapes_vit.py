@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
-from lafam_utils.explainers import CLSAttention, LaFAM, LaFAMCentredNorm, LaFAMMagnitude  # noqa: E402
+from lafam_utils.explainers import CLSAttention, LaFAM, LaFAMCentredNorm, LaFAMMagnitude, has_class_logits  # noqa: E402
 from lafam_utils.explainers.default_layers import SELECTED_BLOCK, block_names, mlp_activation  # noqa: E402
 from lafam_utils.models.vit_edits import mean_direction_edit  # noqa: E402
 from lafam_utils.report.summary import paired_wilcoxon  # noqa: E402
@@ -114,11 +114,18 @@ def evaluate(model_label: str, model: nn.Module, split_seed: int, n: int, with_d
     methods = [*factories, "random"]
     if with_defaults:
         factories["lafam-residual"] = LaFAM
-        methods += [m for m in DEFAULT_METHODS if m not in methods and (m in factories or lu.applies_to(m, model))]
+        methods += [m for m in DEFAULT_METHODS if m not in methods and applies(m, model, factories)]
     return lu.evaluate(
         dataset, [(model_label, method) for method in methods], results_dir=results_dir, models={model_label: model},
         explainers=factories, explainer_kwargs=kwargs, progress=False, num_workers=0,
     )
+
+
+def applies(method: str, model: nn.Module, factories: dict[str, Any]) -> bool:
+    """Whether ``method`` joins ``model``'s default table: Grad-CAM explains a classifier, RELAX an encoder (the paper's pairs)."""
+    if method == "relax":
+        return not has_class_logits(model)
+    return method in factories or lu.applies_to(method, model)
 
 
 def pair_means(results: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
