@@ -75,6 +75,28 @@ def lafam_by_hand(model: nn.Module, layer: str, x: Tensor, prefix: int) -> Tenso
     return F.interpolate(normalise(grid.mean(dim=3))[:, None], size=x.shape[-2:], mode="nearest")[:, 0]
 
 
+def mlp_activation_by_hand(model: nn.Module, block: str, x: Tensor) -> Tensor:
+    """A block's MLP activation from its second norm's output: ``GELU(fc1(norm2(x)))`` (torchvision:
+    ``ln_2``, ``mlp.0``), with the first linear layer's weights applied by hand."""
+    torchvision = isinstance(model, TorchvisionViT)
+    normed = layer_output(model, f"{block}.{'ln_2' if torchvision else 'norm2'}", x)
+    fc1 = model.get_submodule(f"{block}.mlp.{'0' if torchvision else 'fc1'}")
+    return F.gelu(F.linear(normed, fc1.weight, fc1.bias))
+
+
+def activation_lafam_by_hand(model: nn.Module, block: str, x: Tensor, prefix: int) -> Tensor:
+    """LaFAM at a block's MLP activation (``mlp_activation_by_hand``): the patches' channel mean,
+    normalised, nearest-upsampled."""
+    grid = patches(mlp_activation_by_hand(model, block, x), prefix, x.shape[-2:])
+    return F.interpolate(normalise(grid.mean(dim=3))[:, None], size=x.shape[-2:], mode="nearest")[:, 0]
+
+
+def centred_norm_by_hand(model: nn.Module, layer: str, x: Tensor, prefix: int) -> Tensor:
+    """Each patch token's L2 norm after its channel mean is subtracted, normalised, at the patch grid."""
+    grid = patches(layer_output(model, layer, x), prefix, x.shape[-2:]).double()
+    return normalise((grid - grid.mean(dim=3, keepdim=True)).norm(dim=3)).float()
+
+
 def gradcam_by_hand(
     model: nn.Module, layer: str, x: Tensor, prefix: int, patch: int = PATCH, target: int | None = None
 ) -> tuple[Tensor, Tensor]:

@@ -31,6 +31,7 @@ from .lafam_magnitude import LaFAMMagnitude
 from .layercam import LayerCAM
 from .lafam_fused import LaFAMFused
 from .lrp import LRP, LaFAMLRP
+from .lafam_centred_norm import LaFAMCentredNorm
 
 __all__ = [
     "ActivationExplainer",
@@ -45,6 +46,7 @@ __all__ = [
     "LaFAM",
     "LaFAMFused",
     "LaFAMLRP",
+    "LaFAMCentredNorm",
     "LaFAMMagnitude",
     "LRP",
     "LayerCAM",

@@ -185,16 +185,18 @@ class Explainer(ABC):
     display name in tables and figures), ``needs_labels`` (explains a class score: the model must
     return class logits, and ``__call__`` takes ``target``; a model that declares no classes,
     ``class_names`` None as the package's encoders, is refused: see ``declares_no_classes``),
-    ``needs_layer`` (False for methods that treat the model as a black box, like RELAX) and
-    ``uses_gradients`` (the method reads the layer's gradient, which decides its ``"auto"`` layer
-    on a ViT).
+    ``needs_layer`` (False for methods that treat the model as a black box, like RELAX),
+    ``uses_gradients`` (the method reads the layer's gradient) and ``reads_residual_stream`` (the
+    method is defined on a ViT's block outputs); the last two decide its ``"auto"`` layer on a ViT
+    (``auto_layer``).
 
     Args:
         model: the network to explain.
         layer: the layer whose output the method reads (a name such as ``"layer4"`` or a module);
-            ``"auto"`` (default): the model's default layer (``default_layers.default_layer``:
-            ``layer4`` on a ResNet, a ViT's last block, or its first norm for methods that read
-            gradients); None for methods that explain the whole model (RELAX).
+            ``"auto"`` (default): the model's default layer (``auto_layer``: ``layer4`` on a
+            ResNet; on a ViT the selected block's MLP activation, the last block's first norm for
+            methods that read gradients, its output for methods defined on the residual stream);
+            None for methods that explain the whole model (RELAX).
         upsample: ``"nearest"``, ``"bilinear"`` or None (maps at the layer's resolution).
         threshold: values of the normalised maps below it become 0 (None: none), in [0, 1].
         precision: ``"fp32"``, ``"tf32"``, ``"bf16"`` or ``"auto"``, as above.
@@ -211,6 +213,7 @@ class Explainer(ABC):
     needs_labels: ClassVar[bool] = False
     needs_layer: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = False
+    reads_residual_stream: ClassVar[bool] = False
     report_compile: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -238,7 +241,7 @@ class Explainer(ABC):
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1] or be None, got {threshold}")
         self.model = model
-        self.layer = default_layer(model, self.uses_gradients) if layer == AUTO else layer
+        self.layer = self.auto_layer(model) if layer == AUTO else layer
         if self.layer is not None:  # None: methods that explain the whole model (RELAX)
             find_layer(model, self.layer)
         self.upsample = upsample
@@ -250,6 +253,15 @@ class Explainer(ABC):
     def supports(cls, model: nn.Module) -> bool:
         """Whether the method can explain this kind of model at all (a method without ViT rules says no there)."""
         return True
+
+    @classmethod
+    def auto_layer(cls, model: nn.Module) -> str:
+        """The layer ``layer="auto"`` reads on ``model`` for this method (``default_layers.default_layer``).
+
+        Raises:
+            ValueError: the model has no default layer (``default_layer``).
+        """
+        return default_layer(model, cls.uses_gradients, cls.reads_residual_stream)
 
     def resolved_precision(self, device: torch.device) -> Resolved:
         """This explainer's precision on ``device`` ("auto" decided there)."""

@@ -16,13 +16,17 @@ class LaFAMMagnitude(LaFAM):
     non-negative, so this is LaFAM exactly. A ViT's residual stream (``blocks.N``) is signed, and
     the sign of a token's channel mean carries no meaning of its own: where the object's tokens
     average below the background's, LaFAM's map is inverted (docs/vision-transformers.md, the
-    shapes ViT). The mean of magnitudes keeps LaFAM's one-forward, label-free computation.
+    shapes ViT). The mean of magnitudes keeps LaFAM's one-forward, label-free computation. It is
+    not invariant to the direction LayerNorm removes (adding ``c_t * 1`` to a token moves it), so
+    on a ViT its map is not a property of the model alone; ``lafam-centred-norm`` is. With
+    ``layer="auto"`` it reads the last block's output.
 
     The arguments are ``Explainer``'s.
     """
 
     name = "lafam-magnitude"
     title = "LaFAM magnitude"
+    reads_residual_stream = True
 
     def from_activations(self, acts: Tensor) -> Tensor:
         return acts.float().abs().mean(dim=1)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..explainers import EXPLAINERS, accepted_options, applies_to, explainer, explainer_class, has_class_logits
-from ..explainers.default_layers import AUTO, default_layer, model_layers
+from ..explainers.default_layers import AUTO, model_layers
 from ..precision import Precision
 from ..report.figures import overlay
 from ..report.titles import method_title, model_title, pair_title
@@ -228,7 +228,7 @@ class Explorer(widgets.VBox):
         if predicted is not None:
             image_line += f" · pred: {predicted}"
         if layer == AUTO:
-            layer = default_layer(self.models[model_name], explainer_class(method).uses_gradients)
+            layer = explainer_class(method).auto_layer(self.models[model_name])
         return f"{image_line}\n{pair_title(model_name, method)} · {layer or 'input'}"
 
     def figure(self) -> Figure:

@@ -106,3 +106,41 @@ def test_lafam_of_magnitudes_is_lafam_after_a_relu_and_the_mean_of_absolute_toke
     torch.testing.assert_close(lu.explainer("lafam-magnitude", vit)(x), expected)
     assert grid.mean(dim=3).lt(0).any()  # a signed layer: the plain channel mean differs
     assert not torch.allclose(lu.explainer("lafam-magnitude", vit)(x), lu.LaFAM(vit)(x))
+
+
+def test_the_centred_norm_is_the_norm_of_each_position_after_its_channel_mean_is_removed():
+    from tiny_vits import normalise
+
+    from lafam_utils.explainers.base import upsample_maps
+
+    conv = torch.nn.Conv2d(3, 8, 3, stride=4)
+    x = torch.rand(1, 3, 33, 41)  # a batch of one, odd sizes
+    with torch.no_grad():
+        acts = conv(x).double()
+    expected = normalise((acts - acts.mean(dim=1, keepdim=True)).square().sum(dim=1).sqrt()).float()
+    maps = lu.explainer("lafam-centred-norm", torch.nn.Sequential(conv), layer="0")(x)
+    torch.testing.assert_close(maps, upsample_maps(expected, (33, 41), "nearest"), rtol=0, atol=1e-6)
+
+
+def test_the_centred_norm_ignores_a_shift_of_every_channel_and_is_zero_where_channels_agree():
+    conv = torch.nn.Conv2d(3, 6, 4, stride=4)
+    shift = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 3
+    x = torch.rand(2, 3, 32, 32)
+    plain, shifted = Shifted(conv, torch.zeros_like(shift)), Shifted(conv, shift)
+    centred = [lu.explainer("lafam-centred-norm", model, layer="out", upsample=None)(x) for model in (plain, shifted)]
+    torch.testing.assert_close(centred[1], centred[0], rtol=0, atol=1e-5)
+    means = [lu.LaFAM(model, layer="out", upsample=None)(x) for model in (plain, shifted)]
+    assert (means[1] - means[0]).abs().amax() > 0.1  # LaFAM's channel mean moves with the shift
+    agreeing = Shifted(torch.nn.Conv2d(3, 1, 4, stride=4), torch.zeros(1, 4, 1, 1))  # one channel, repeated 4 times
+    assert lu.explainer("lafam-centred-norm", agreeing, layer="out", upsample=None)(x).eq(0).all()
+
+
+class Shifted(torch.nn.Module):
+    """``conv``'s output plus ``shift`` (broadcast over channels and positions), recorded at ``out``."""
+
+    def __init__(self, conv: torch.nn.Module, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.conv, self.shift, self.out = conv, shift, torch.nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.conv(x) + self.shift)

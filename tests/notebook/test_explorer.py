@@ -122,9 +122,10 @@ def test_a_vit_offers_its_blocks_and_auto_reads_each_methods_default_layer():
     assert explorer.layer.options == ("auto", "layer1", "layer2", "layer3", "layer4") and explorer.layer.value == "auto"
     assert "attention" not in explorer.method.options
     explorer.model.value = "vit"
-    assert explorer.layer.options == ("auto", "blocks.0", "blocks.1", "blocks.1.norm1") and explorer.layer.value == "auto"
+    layers = ("auto", "blocks.0", "blocks.0.mlp.act", "blocks.1", "blocks.1.mlp.act", "blocks.1.norm1")
+    assert explorer.layer.options == layers and explorer.layer.value == "auto"
     assert "attention" in explorer.method.options
-    assert explorer.title().endswith("LaFAM · blocks.1")
+    assert explorer.title().endswith("LaFAM · blocks.1.mlp.act")
     explorer.layer.value = "blocks.0"
     assert explorer.title().endswith("LaFAM · blocks.0") and explorer.key()[3] == "blocks.0"
     explorer.layer.value = "auto"

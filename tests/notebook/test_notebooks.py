@@ -103,8 +103,9 @@ def test_notebooks_02_to_05_run_the_vision_transformers_on_voc(tmp_path, monkeyp
         assert {(encoder, "relax"), (encoder, "lafam"), (encoder, "attention")} <= set(pairs)
     layers = {key: value["kwargs"].get("layer") for key, value in run_json["identity"]["explainers"].items()}
     assert layers["vit_b_16/gradcam"] == "encoder.layers.encoder_layer_11.ln_1"
-    assert layers["vit_b_16/lafam"] == "encoder.layers.encoder_layer_11"
-    assert layers["dinov2-vits14-reg/lafam"] == "blocks.11"
+    assert layers["vit_b_16/lafam"] == "encoder.layers.encoder_layer_11.mlp.1"  # the MLP activation (its GELU)
+    assert layers["dinov2-vits14-reg/lafam"] == "blocks.11.mlp.act"
+    assert layers["dinov2-vits14-reg/lafam-magnitude"] == "blocks.11"
     summary = next((tmp_path / "results").glob("voc_paper*/**/summary.md")).read_text()
     assert all(f"{model_title(name)} Attention" in summary for name in params["encoders"])
     figures = {path.name for path in (tmp_path / "figures").iterdir()}
@@ -129,7 +130,7 @@ def test_the_series_runs_the_shapes_vits(tmp_path, monkeypatch):
     assert [path.name for path in executed] == SERIES
     walkthrough = nbformat.read(executed[0], as_version=4)
     printed = "".join(o.get("text", "") for c in walkthrough.cells if c.cell_type == "code" for o in c.outputs)
-    assert "blocks.3 activations: (96, 4, 4)" in printed  # 64 px images: a 4x4 patch grid at the last block
+    assert "blocks.3.mlp.act activations: (384, 4, 4)" in printed  # 64 px images: the last MLP activation, 4x4 patches
     header = next((tmp_path / "results").glob("synthetic_paper/*/summary.md")).read_text().splitlines()[0]
     titles = ("Shapes ViT supervised Grad-CAM", "Shapes ViT supervised LaFAM magnitude", "Shapes ViT SimCLR RELAX", "Shapes ViT SimCLR Attention")
     assert all(f"{title} |" in header for title in titles)

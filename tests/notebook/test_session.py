@@ -78,7 +78,7 @@ def test_a_method_joins_only_the_models_it_can_explain():
     assert [pair for pair in run.pairs if pair[1] == "attention"] == [("dino-vits16", "attention")]
     assert ("dino-vits16", "relax") in run.pairs and ("dino-vits16", "lafam") in run.pairs
     explainers = run.explainers(upsample=None)
-    assert explainers[("dino-vits16", "lafam")].layer == "blocks.11"
+    assert explainers[("dino-vits16", "lafam")].layer == "blocks.11.mlp.act"
     assert explainers[("shapes-simclr", "lafam")].layer == "layer4"
 
 
