@@ -5,15 +5,16 @@
 
 The methods of ``benchmarks/high_resolution.py`` (LaFAM, LaFAM bilinear, the fused LaFAM, LaFAM-LRP
 with the composite chosen there and with ``EpsilonPlusFlat``, and on the classifier Grad-CAM, LayerCAM
-and LRP of the class score) and the random map, on ``shapes-supervised`` and ``shapes-simclr``, scored by ``lu.evaluate``
+and LRP of the class score) and the random map, on ``shapes-supervised`` and ``shapes-simclr``,
+scored by ``lu.evaluate``
 with the metrics that query the model: MPRT (Spearman, the full cascade: a step per randomisable
 layer, from the output down), eMPRT, sMPRT, ROAD, deletion and insertion. Images: the first ``--n``
 of that script's report split (``SyntheticShapes(split="single", seed=3)``), held out from the
 selection split (seed 0, the demo's) on which the composite was chosen. Tables: means x100 with 95 %
 bootstrap intervals and the two-sided paired Wilcoxon p-value against the model's LaFAM
 (``lu.summarize``), the mean Spearman similarity after each step of the cascade, the mean ROAD
-curves, and the explainer time. The JSON beside the Markdown records the settings, the run's identity, the weights' sha256
-and the versions.
+curves, and the explainer time. The JSON beside the Markdown records the settings, the run's
+identity, the weights' sha256 and the versions.
 """
 
 from __future__ import annotations

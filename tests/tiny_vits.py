@@ -23,7 +23,9 @@ def tiny_dino(registers: int = 4, seed: int = 0) -> VisionTransformer:
 def tiny_torchvision(seed: int = 0) -> TorchvisionViT:
     """torchvision's ViT at 32x32 (patch 8, width 32, depth 2, 10 classes), its zero-initialised head randomised."""
     torch.manual_seed(seed)
-    model = TorchvisionViT(image_size=32, patch_size=PATCH, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10)
+    model = TorchvisionViT(
+        image_size=32, patch_size=PATCH, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10
+    )
     return randomised(model)
 
 

@@ -4,7 +4,21 @@ Each method is a short subclass of ``Explainer`` (or ``ActivationExplainer``) th
 name with ``@register``; importing this package registers the built-in ones.
 """
 
+from .attention import CLSAttention
 from .base import ActivationExplainer, Explainer, minmax_normalize, upsample_maps
+from .default_layers import default_layer
+from .dff import DFF
+from .eigencam import EigenCAM
+from .fem import FEM
+from .gradcam import GradCAM
+from .kpca_cam import KPCACAM
+from .lafam import LaFAM
+from .lafam_centred_norm import LaFAMCentredNorm
+from .lafam_fused import LaFAMFused
+from .lafam_magnitude import LaFAMMagnitude
+from .layercam import LayerCAM
+from .lrp import LRP, LaFAMLRP
+from .random_cam import RandomCAM
 from .registry import (
     EXPLAINERS,
     accepted_options,
@@ -16,22 +30,8 @@ from .registry import (
     method_title,
     register,
 )
-from .default_layers import default_layer
-from .lafam import LaFAM
-from .gradcam import GradCAM
 from .relax import RELAX
-from .eigencam import EigenCAM
-from .fem import FEM
-from .kpca_cam import KPCACAM
-from .dff import DFF
 from .repeat import REPEAT
-from .random_cam import RandomCAM
-from .attention import CLSAttention
-from .lafam_magnitude import LaFAMMagnitude
-from .layercam import LayerCAM
-from .lafam_fused import LaFAMFused
-from .lrp import LRP, LaFAMLRP
-from .lafam_centred_norm import LaFAMCentredNorm
 
 __all__ = [
     "ActivationExplainer",

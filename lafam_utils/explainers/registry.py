@@ -59,7 +59,7 @@ def explainer_class(name: str) -> type[Explainer]:
     """
     key = method_key(name)
     if key not in EXPLAINERS:
-        raise ValueError(f"unknown explainer {name!r}; known: {', '.join(EXPLAINERS)}")
+        raise ValueError(f"unknown explainer {name!r}; known: {', '.join(sorted(c.name for c in EXPLAINERS.values()))}")
     return EXPLAINERS[key]
 
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
-
-from collections.abc import Sequence
 
 import ipywidgets as widgets
 import torch
@@ -89,7 +87,8 @@ class Explorer(widgets.VBox):
             raise ValueError("the explorer needs at least one model, got an empty mapping")
         self.data, self.models, self.device = data, dict(models), torch.device(device)
         self.default_layer, self.relax_masks, self.seed, self.precision = layer, relax_masks, seed, precision
-        self.methods = [explainer_class(m).name for m in methods] if methods is not None else [c.name for c in EXPLAINERS.values()]
+        names = methods if methods is not None else list(EXPLAINERS)
+        self.methods = [explainer_class(m).name for m in names]
         self.cache: dict[MapKey, Tensor] = {}
         self.predictions: dict[tuple[int, str], str] = {}
         self.hits = self.computed = self.views = 0
@@ -99,7 +98,9 @@ class Explorer(widgets.VBox):
         self.index = widgets.IntSlider(0, min=0, max=len(data) - 1, description="image", continuous_update=False)
         self.model = widgets.Dropdown(options=list(self.models), value=first, description="model")
         self.method = widgets.Dropdown(options=self.method_choices(first), value="lafam", description="method")
-        self.layer = widgets.Dropdown(options=layer_choices(self.models[first], layer), value=layer, description="layer")
+        self.layer = widgets.Dropdown(
+            options=layer_choices(self.models[first], layer), value=layer, description="layer"
+        )
         self.upsample = widgets.Dropdown(options=UPSAMPLE_CHOICES, value="nearest", description="upsample")
         self.threshold = widgets.FloatSlider(
             0.0, min=0.0, max=1.0, step=0.05, description="threshold", continuous_update=False
@@ -184,7 +185,8 @@ class Explorer(widgets.VBox):
             self.status.value = f"{what}: from the cache"
             return self.cache[key]
         options: dict[str, Any] = {"layer": layer} if layer is not None else {}
-        options.update(accepted_options(method, {"n_masks": self.relax_masks, "seed": self.seed, "on_progress": self._report}))
+        settings = {"n_masks": self.relax_masks, "seed": self.seed, "on_progress": self._report}
+        options.update(accepted_options(method, settings))
         upsampling = None if upsample == "none" else upsample
         explain = explainer(method, self.models[model_name], upsample=upsampling, precision=self.precision, **options)
         image = self.data[index]["image"][None].to(self.device)
@@ -255,7 +257,10 @@ class Explorer(widgets.VBox):
 
     def __repr__(self) -> str:
         index, model_name, method, layer, upsample = self.key()
-        return f"Explorer(image={index}, model={model_name!r}, method={method!r}, layer={layer!r}, upsample={upsample!r})"
+        return (
+            f"Explorer(image={index}, model={model_name!r}, method={method!r}, layer={layer!r}, "
+            f"upsample={upsample!r})"
+        )
 
 
 __all__ = ["Explorer", "layer_choices"]

@@ -35,7 +35,7 @@ def test_builds_by_name_and_passes_keywords(name, cls):
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="lafam, gradcam, relax, eigencam"):
+    with pytest.raises(ValueError, match="known: attention, dff, eigencam, fem, gradcam, kpca-cam, lafam, "):
         lu.explainer("scorecam", tiny_classifier())
 
 

@@ -93,12 +93,14 @@ def test_bad_inputs_say_what_was_expected(resnet50):
 
 
 def test_lafam_of_magnitudes_is_lafam_after_a_relu_and_the_mean_of_absolute_tokens_on_a_vit():
-    from lafam_utils.explainers.base import upsample_maps
     from tiny_vits import layer_output, normalise, patches, tiny_dino
+
+    from lafam_utils.explainers.base import upsample_maps
 
     cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4), torch.nn.ReLU()).eval()
     x = torch.rand(3, 3, 33, 41)
-    torch.testing.assert_close(lu.explainer("lafam-magnitude", cnn, layer="1")(x), lu.LaFAM(cnn, layer="1")(x), rtol=0, atol=0)
+    magnitude = lu.explainer("lafam-magnitude", cnn, layer="1")(x)
+    torch.testing.assert_close(magnitude, lu.LaFAM(cnn, layer="1")(x), rtol=0, atol=0)
     vit = tiny_dino(registers=4)
     x = torch.rand(2, 3, 32, 40)
     grid = patches(layer_output(vit, "blocks.1", x), 5, x.shape[-2:])

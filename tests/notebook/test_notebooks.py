@@ -53,9 +53,10 @@ def test_repo_path_resolves_relative_paths_from_the_repository_root(tmp_path):
 @pytest.mark.slow
 def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, monkeypatch):
     """ssl-voc.yaml end to end on a small VOC tree in the official layout, every encoder random-init."""
+    from voc_files import write_voc
+
     from lafam_utils.models.releases import RELEASES
     from lafam_utils.report.titles import model_title
-    from voc_files import write_voc
 
     monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
     write_voc(tmp_path / "voc")
@@ -80,8 +81,9 @@ def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, mo
 @pytest.mark.slow
 def test_notebooks_02_to_05_run_the_vision_transformers_on_voc(tmp_path, monkeypatch):
     """vit-voc.yaml end to end on a small VOC tree, every ViT random-init, each method at its default layer."""
-    from lafam_utils.report.titles import model_title
     from voc_files import write_voc
+
+    from lafam_utils.report.titles import model_title
 
     monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
     write_voc(tmp_path / "voc")
@@ -132,13 +134,19 @@ def test_the_series_runs_the_shapes_vits(tmp_path, monkeypatch):
     printed = "".join(o.get("text", "") for c in walkthrough.cells if c.cell_type == "code" for o in c.outputs)
     assert "blocks.3.mlp.act activations: (384, 4, 4)" in printed  # 64 px images: the last MLP activation, 4x4 patches
     header = next((tmp_path / "results").glob("synthetic_paper/*/summary.md")).read_text().splitlines()[0]
-    titles = ("Shapes ViT supervised Grad-CAM", "Shapes ViT supervised LaFAM magnitude", "Shapes ViT SimCLR RELAX", "Shapes ViT SimCLR Attention")
+    titles = (
+        "Shapes ViT supervised Grad-CAM",
+        "Shapes ViT supervised LaFAM magnitude",
+        "Shapes ViT SimCLR RELAX",
+        "Shapes ViT SimCLR Attention",
+    )
     assert all(f"{title} |" in header for title in titles)
     assert "walkthrough_explorer_synthetic.png" in {path.name for path in (tmp_path / "figures").iterdir()}
 
 
 def test_strip_outputs_clears_outputs_and_counts(tmp_path):
-    cell = new_code_cell("1 + 1", execution_count=3, outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)])
+    output = nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)
+    cell = new_code_cell("1 + 1", execution_count=3, outputs=[output])
     cell.metadata["papermill"] = {"duration": 1.0}
     notebook = new_notebook(cells=[cell], metadata={"papermill": {"parameters": {}}})
     path = tmp_path / "01_x.ipynb"
@@ -153,7 +161,8 @@ def test_strip_outputs_clears_outputs_and_counts(tmp_path):
 def test_a_failing_notebook_stops_the_series_with_its_name_and_error(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    for name, source in [("01_ok.ipynb", "x = 1"), ("02_bad.ipynb", "raise ValueError('no images')"), ("03_never.ipynb", "")]:
+    sources = [("01_ok.ipynb", "x = 1"), ("02_bad.ipynb", "raise ValueError('no images')"), ("03_never.ipynb", "")]
+    for name, source in sources:
         nbformat.write(new_notebook(cells=[new_code_cell(source)]), folder / name)
     params = tmp_path / "p.yaml"
     params.write_text("{}")
@@ -182,7 +191,8 @@ def test_an_unknown_parameter_stops_the_series_before_any_notebook(tmp_path, mon
     monkeypatch.setattr("papermill.execute_notebook", lambda *args, **kwargs: started.append(args))
     params = tmp_path / "typo.yaml"
     params.write_text("dataset: synthetic\ntrust_checkpoint: true\nrelax_mask: 64\n")
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) relax_mask, trust_checkpoint; the notebooks take: .*checkpoints.*weights_dir.*relax_masks"):
+    expected = r"unknown parameter\(s\) relax_mask, trust_checkpoint; the notebooks take: .*checkpoints.*relax_masks"
+    with pytest.raises(ValueError, match=expected):
         run_series(params, tmp_path / "out")
     assert started == [] and not (tmp_path / "out").exists()
     assert notebook_runner.main(["--params", str(params), "--output", str(tmp_path / "out")]) == 1
@@ -244,7 +254,8 @@ def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     assert (results / "correct_vs_wrong_synthetic.csv").is_file()
     run_dir = next(results.glob("synthetic_paper/*/summary.md")).parent
     header = (run_dir / "summary.md").read_text().splitlines()[0]
-    assert header.startswith("| Metric |") and all(f"Shapes SimCLR {title} |" in header for title in ("EigenCAM", "FEM", "Random"))
+    assert header.startswith("| Metric |")
+    assert all(f"Shapes SimCLR {title} |" in header for title in ("EigenCAM", "FEM", "Random"))
     coverage = (results / "multi_object_coverage_synthetic.csv").read_text()
     assert "Shapes supervised DFF concepts (best per object)" in coverage and "Shapes supervised FEM" in coverage
     assert (run_dir / "run.json").is_file() and (run_dir / "results.parquet").is_file()
@@ -276,7 +287,8 @@ def test_committed_notebook_is_in_the_form_jupyterlab_saves(name):
 
 def test_lab_metadata_is_what_the_kernel_reports():
     script = "import json; from ipykernel.ipkernel import IPythonKernel; print(json.dumps(IPythonKernel.language_info))"
-    reported = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    reported = json.loads(printed)
     assert notebook_runner.lab_metadata()["language_info"] == reported
 
 
@@ -304,7 +316,10 @@ def test_headless_environment_makes_progress_text_and_restores_the_caller_enviro
 def test_the_runner_streams_cell_output_and_text_progress_bars(tmp_path, capsys):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    source = "from lafam_utils.progress import progress_bar\nprint('cell says hi')\nfor _ in progress_bar(range(3), desc='work'):\n    pass"
+    source = (
+        "from lafam_utils.progress import progress_bar\nprint('cell says hi')\n"
+        "for _ in progress_bar(range(3), desc='work'):\n    pass"
+    )
     nbformat.write(new_notebook(cells=[new_code_cell(source)]), folder / "01_bar.ipynb")
     params = tmp_path / "p.yaml"
     params.write_text("{}")
