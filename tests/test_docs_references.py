@@ -14,7 +14,6 @@ import importlib
 import importlib.util
 import re
 import subprocess
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -23,10 +22,6 @@ from pathlib import Path
 import pytest
 
 from lafam_utils.notebook.paths import REPO_ROOT
-
-PAGES_BEING_REWRITTEN: tuple[str, ...] = ()
-"""Pages whose stale references are reported as warnings, not failures, while they are rewritten.
-This tuple must be empty: a page leaves it as soon as its references are fixed."""
 
 READERS_OWN_FILES = {
     "my_methods.py": "docs/adding-a-method.md",
@@ -347,11 +342,6 @@ def stale_references(page: Path, name: str | None = None, folder: Path | None = 
 @pytest.mark.parametrize("page", pages(), ids=relative)
 def test_every_reference_of_the_page_exists(page):
     stale = stale_references(page)
-    if relative(page) in PAGES_BEING_REWRITTEN:
-        if stale:
-            report = "\n".join(map(str, stale))
-            warnings.warn(f"{len(stale)} stale reference(s) in a page being rewritten:\n{report}", stacklevel=1)
-        return
     assert not stale, f"{len(stale)} stale reference(s):\n" + "\n".join(map(str, stale))
 
 
@@ -383,17 +373,10 @@ def diary_findings(page: Path, name: str | None = None) -> list[Stale]:
 @pytest.mark.parametrize("page", pages(), ids=relative)
 def test_the_page_is_a_reference_not_a_diary(page):
     found = diary_findings(page)
-    if relative(page) in PAGES_BEING_REWRITTEN:
-        if found:
-            report = "\n".join(map(str, found))
-            warnings.warn(f"{len(found)} diary finding(s) in a page being rewritten:\n{report}", stacklevel=1)
-        return
     assert not found, f"{len(found)} finding(s):\n" + "\n".join(map(str, found))
 
 
-def test_the_pages_being_rewritten_and_the_readers_files_are_real_pages():
-    names = {relative(page) for page in pages()}
-    assert set(PAGES_BEING_REWRITTEN) <= names
+def test_the_readers_files_are_named_on_their_page_and_absent_from_the_repository():
     for file, page in READERS_OWN_FILES.items():
         assert file in (REPO_ROOT / page).read_text() and not (REPO_ROOT / file).exists()
 
