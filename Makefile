@@ -1,6 +1,7 @@
 # make run   - execute the numbered notebooks headlessly (papermill) with PARAMS
 # make lint  - check the code and the notebooks with ruff (rules in pyproject.toml)
-# make test  - run the test suite
+# make test  - run the test suite except the tests marked slow (PYTEST_ARGS replaces that selection)
+# make test-slow - run the tests marked slow: the notebook series on the other parameter sets, processes, wheels
 # make test-browser - run notebook 01 in JupyterLab in headless Chromium (needs /usr/bin/chromium)
 # make lab   - JupyterLab at the repository root, opened on notebooks/
 # make bench - run the speed and memory benchmarks
@@ -14,11 +15,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PARAMS ?= notebooks/params/demo.yaml
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -m "not slow"
 BENCH_ARGS ?=
 MODELS_ARGS ?=
 
-.PHONY: run lint test test-browser docs bench models lab clean-venv
+.PHONY: run lint test test-slow test-browser docs bench models lab clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +36,11 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
 test-browser: $(STAMP)
-	$(BIN)/python -m pytest tests_browser $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests_browser
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict

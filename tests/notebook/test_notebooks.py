@@ -215,7 +215,6 @@ def test_parameters_are_defined_once_and_set_up_by_one_call(name):
     assert "run = lu.notebook.setup(globals())" in setup_cell.source
 
 
-@pytest.mark.slow
 def test_the_series_runs_with_the_smoke_parameters(tmp_path, monkeypatch):
     monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
     params = yaml.safe_load((PARAMS_DIR / "smoke.yaml").read_text())
