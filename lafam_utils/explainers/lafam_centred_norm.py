@@ -17,10 +17,7 @@ class LaFAMCentredNorm(LaFAM):
     map is unchanged by such an edit, where LaFAM's channel mean moves by ``c_t`` and the mean of
     magnitudes (``lafam-magnitude``) moves too (docs/vision-transformers.md). It is ``sqrt(K)``
     times the channels' standard deviation at each position, the spread LayerNorm divides by.
-    With ``layer="auto"`` it reads the last block's output.
-
-    Args:
-        model, layer, upsample, threshold, precision, compile: as for ``Explainer``.
+    With ``layer="auto"`` it reads the last block's output. Arguments: as for ``Explainer``.
     """
 
     name = "lafam-centred-norm"
