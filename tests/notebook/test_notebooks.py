@@ -50,7 +50,6 @@ def test_repo_path_resolves_relative_paths_from_the_repository_root(tmp_path):
     assert repo_path(tmp_path) == tmp_path
 
 
-@pytest.mark.slow
 def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, monkeypatch):
     """ssl-voc.yaml end to end on a small VOC tree in the official layout, every encoder random-init."""
     from voc_files import write_voc
@@ -78,7 +77,6 @@ def test_notebooks_02_to_05_run_the_self_supervised_families_on_voc(tmp_path, mo
     assert {"fig1_qualitative_voc.png", "fig2_multi_object_voc.png", "fig5_metric_distributions_voc.png"} <= figures
 
 
-@pytest.mark.slow
 def test_notebooks_02_to_05_run_the_vision_transformers_on_voc(tmp_path, monkeypatch):
     """vit-voc.yaml end to end on a small VOC tree, every ViT random-init, each method at its default layer."""
     from voc_files import write_voc
@@ -114,7 +112,6 @@ def test_notebooks_02_to_05_run_the_vision_transformers_on_voc(tmp_path, monkeyp
     assert {"fig1_qualitative_voc.png", "fig5_metric_distributions_voc.png"} <= figures
 
 
-@pytest.mark.slow
 def test_the_series_runs_the_shapes_vits(tmp_path, monkeypatch):
     """vit-synthetic.yaml end to end at the smoke sizes, random-init ViTs: Explorer, figures, table."""
     monkeypatch.setenv("LAFAM_CACHE", str(tmp_path / "cache"))
