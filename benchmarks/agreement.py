@@ -15,7 +15,6 @@ Writes agreement.json and agreement.md to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
+from benchmarks.report import write_record  # noqa: E402
 from lafam_utils.explainers.shared_forward import explain_together  # noqa: E402
 from lafam_utils.metrics import METRIC_NAMES  # noqa: E402
 from lafam_utils.paper import PAPER_PAIRS  # noqa: E402
@@ -172,11 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         print(f"[{time.perf_counter() - clock:.0f} s] {setting} done", flush=True)
     result["seconds"] = time.perf_counter() - clock
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "agreement.json").write_text(json.dumps(result, indent=1) + "\n")
-    table = markdown(result)
-    (args.out / "agreement.md").write_text(table)
-    print(table)
+    print(write_record(args.out, "agreement", result, markdown(result)))
     return result
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 import warnings
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
+from benchmarks.report import write_record  # noqa: E402
 from lafam_utils.explainers import method_title, minmax_normalize  # noqa: E402
 from lafam_utils.report.summary import to_markdown  # noqa: E402
 
@@ -267,10 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         times = time_table(results)
     result["seconds"] = time.perf_counter() - clock
     args.out.mkdir(parents=True, exist_ok=True)
-    text = markdown(result, tables, times)
-    (args.out / "label_free_peers.md").write_text(text)
-    (args.out / "label_free_peers.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(text)
+    print(write_record(args.out, "label_free_peers", result, markdown(result, tables, times)))
     return result
 
 

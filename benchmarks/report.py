@@ -1,8 +1,18 @@
-"""Render a benchmark result (the dict written to bench.json) as Markdown tables."""
+"""Render a benchmark result (the dict written to bench.json) as Markdown tables, and write a study's record."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+
+def write_record(folder: Path, stem: str, result: dict[str, Any], text: str) -> str:
+    """Write ``<stem>.json`` (the record) and ``<stem>.md`` (``text``) into ``folder``; return ``text``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    (folder / f"{stem}.md").write_text(text)
+    return text
 
 
 def _seconds(value: float) -> str:

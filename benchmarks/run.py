@@ -115,11 +115,7 @@ def probe(module: str, case_id: str, name: str, settings: Settings) -> None:
 
 def write(result: dict[str, Any], folder: Path) -> str:
     """Write bench.json and bench.md into ``folder``; return the Markdown."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
-    table = report.markdown(result)
-    (folder / "bench.md").write_text(table)
-    return table
+    return report.write_record(folder, "bench", result, report.markdown(result))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -17,7 +17,6 @@ and .md to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
+from benchmarks.report import write_record  # noqa: E402
 from lafam_utils.metrics import faithfulness, randomisation  # noqa: E402
 from lafam_utils.metrics.quantus_reference import quantus_call, smooth_mprt_draws, smooth_mprt_patched  # noqa: E402
 
@@ -185,11 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds": time.perf_counter() - start,
         "max_abs_difference": found,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sanity_agreement.json").write_text(json.dumps(result, indent=1) + "\n")
-    text = markdown(result)
-    (args.out / "sanity_agreement.md").write_text(text)
-    print(text)
+    print(write_record(args.out, "sanity_agreement", result, markdown(result)))
     return result
 
 

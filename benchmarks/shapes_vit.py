@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
+from benchmarks.report import write_record  # noqa: E402
 from lafam_utils.explainers import CLSAttention, LaFAM, LaFAMCentredNorm, LaFAMMagnitude, has_class_logits  # noqa: E402
 from lafam_utils.explainers.default_layers import SELECTED_BLOCK, block_names, mlp_activation  # noqa: E402
 from lafam_utils.models.vit_edits import mean_direction_edit  # noqa: E402
@@ -493,11 +493,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "paired_tests": tests,
         "edit": edit,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "shapes_vit.json").write_text(json.dumps(result, indent=1) + "\n")
-    text = markdown(result)
-    (args.out / "shapes_vit.md").write_text(text)
-    print(text)
+    print(write_record(args.out, "shapes_vit", result, markdown(result)))
     return result
 
 
