@@ -1,14 +1,16 @@
 """Where one batch of the paper's six pairs spends its time besides RELAX's masked forwards.
 
     python benchmarks/profile_paper.py --images 4 --masks 256 --precision bf16 --threads 1
+    python benchmarks/profile_paper.py --device cuda --images 16 --masks 2048 --precision bf16
 
 Runs ``lu.evaluate`` on one batch of synthetic 224x224 images with the paper's six pairs
 (random-init ResNet50, SimCLR and SwAV; RELAX with ``--masks`` masks) under ``torch.profiler``
 and prints the operators by self CPU time grouped into the networks' forwards, casts and layout
 copies, RELAX's masks and masking, and the rest (the running statistics, Grad-CAM's and LaFAM's
 maps, the metrics), with the time outside operators (Python, the store, the run identity), and
-times the run identity's weights hashing against hashing one tensor at a time. The first call
-(warm-up) is not profiled.
+times the run identity's weights hashing against hashing one tensor at a time. On CUDA the same
+groups by the device's kernel time, and the share of the wall time the device was busy. The first
+call (warm-up) is not profiled.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -54,14 +57,29 @@ def sequential_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def run_once(items: list[dict], models: dict, masks: int, precision: str) -> float:
+def run_once(items: list[dict], models: dict, masks: int, precision: str, device: str) -> float:
     """Seconds of one ``evaluate`` of ``items`` (one batch) with the six pairs."""
     with tempfile.TemporaryDirectory(prefix="lafam-profile-") as folder:
         start = time.perf_counter()
         lu.evaluate(items, PAPER_PAIRS, results_dir=folder, models=models, batch_size=len(items), progress=False,
-                    num_workers=0, precision=precision, explainer_kwargs={"relax": {"n_masks": masks}},
+                    num_workers=0, device=device, precision=precision, explainer_kwargs={"relax": {"n_masks": masks}},
                     dataset_name="synthetic", k=1000)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
         return time.perf_counter() - start
+
+
+def grouped(events: list, seconds_of: Callable[[object], float]) -> dict[str, float]:
+    """Seconds per group of ``GROUPS`` (and "everything else"), by ``seconds_of(event)``."""
+    groups: dict[str, float] = {}
+    for event in events:
+        groups[group_of(event.key)] = groups.get(group_of(event.key), 0.0) + seconds_of(event)
+    return groups
+
+
+def print_groups(groups: dict[str, float], seconds: float) -> None:
+    for group, group_seconds in sorted(groups.items(), key=lambda item: -item[1]):
+        print(f"  {group}: {group_seconds:.2f} s ({group_seconds / seconds:.1%} of the wall time)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,19 +88,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--masks", type=int, default=256)
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--rows", type=int, default=25, help="operators listed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    models = paper_models("cpu")
+    models = paper_models(args.device)
     items = synthetic_items(args.images, 224)
-    run_once(items, models, args.masks, args.precision)  # warm-up: weights fingerprint cache, oneDNN kernels
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
-        seconds = run_once(items, models, args.masks, args.precision)
+    run_once(items, models, args.masks, args.precision, args.device)  # warm-up: fingerprint cache, kernels
+    on_cuda = torch.device(args.device).type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU] + [torch.profiler.ProfilerActivity.CUDA] * on_cuda
+    with torch.profiler.profile(activities=activities) as profiler:
+        seconds = run_once(items, models, args.masks, args.precision, args.device)
     events = profiler.key_averages()
     total = sum(event.self_cpu_time_total for event in events) / 1e6
-    groups: dict[str, float] = {}
-    for event in events:
-        groups[group_of(event.key)] = groups.get(group_of(event.key), 0.0) + event.self_cpu_time_total / 1e6
     start = time.perf_counter()
     baseline = [sequential_fingerprint(model) for model in models.values()]
     middle = time.perf_counter()
@@ -90,16 +108,21 @@ def main(argv: list[str] | None = None) -> None:
     end = time.perf_counter()
     megabytes = sum(v.numel() * v.element_size() for m in models.values() for v in m.state_dict().values()) / 1e6
     print(f"command: python benchmarks/profile_paper.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    print(f"one batch of {args.images} images, six pairs, RELAX {args.masks} masks, {args.precision}, "
-          f"{torch.get_num_threads()} thread(s): {seconds:.2f} s wall, {total:.2f} s in operators")
-    for group, group_seconds in sorted(groups.items(), key=lambda item: -item[1]):
-        print(f"  {group}: {group_seconds:.2f} s ({group_seconds / seconds:.1%} of the wall time)")
+    print(f"one batch of {args.images} images on {args.device}, six pairs, RELAX {args.masks} masks, "
+          f"{args.precision}, {torch.get_num_threads()} thread(s): {seconds:.2f} s wall, {total:.2f} s in operators")
+    print_groups(grouped(events, lambda event: event.self_cpu_time_total / 1e6), seconds)
     print(f"  outside operators (Python, the store, the run identity): {seconds - total:.2f} s "
           f"({(seconds - total) / seconds:.1%})")
+    if on_cuda:
+        kernels = grouped(events, lambda event: event.self_device_time_total / 1e6)
+        busy = sum(kernels.values())
+        print(f"{torch.cuda.get_device_name(args.device)}: kernels {busy:.2f} s, busy {busy / seconds:.1%} of the "
+              "wall time; by kernel group:")
+        print_groups(kernels, seconds)
     print(f"run identity, SHA-256 of the three models' weights ({megabytes:.0f} MB) per evaluate call: "
           f"{middle - start:.2f} s one tensor at a time through a copy, {end - middle:.2f} s as evaluate does it "
           f"(threads, in place); same digests: {baseline == threaded}")
-    print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    print(events.table(sort_by="self_device_time_total" if on_cuda else "self_cpu_time_total", row_limit=args.rows))
 
 
 if __name__ == "__main__":

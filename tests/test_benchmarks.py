@@ -234,3 +234,52 @@ def test_the_sanity_cases_run_at_the_toy_size(tmp_path):
     result = run.main(["--tiny", "--cases", "sanity", "--rounds", "1", "--no-memory", "--out", str(tmp_path)])
     assert [case["id"] for case in result["cases"]] == ["sanity-road", "sanity-deletion", "sanity-mprt"]
     assert all("error" not in case and math.isfinite(case["comparisons"][0]["ratio"]) for case in result["cases"])
+
+
+def test_decoding_agreement_keeps_cpu_decoding_and_records_what_it_compared(tmp_path):
+    from benchmarks import decoding_agreement
+
+    argv = ["--images", "6", "--size", "48", "--batch", "4", "--no-resnet50", "--out", str(tmp_path)]
+    result = decoding_agreement.main(argv)
+    assert result["images"] == 6 and result["keep"]
+    assert result["pixels"]["shapes_equal"] and result["pixels"]["max"] == 0  # on the CPU: Pillow's pixels
+    assert result["metrics"]["rows"] == 12 and result["metrics"]["errors"] == 0
+    assert result["metrics"]["largest_difference"] == 0
+    assert set(result["metrics"]["abs_difference"]) == {"shapes-supervised / lafam", "shapes-supervised / gradcam"}
+    assert json.loads((tmp_path / "decoding_cpu.json").read_text())["pixels"] == result["pixels"]
+    assert "**Verdict: keep**" in (tmp_path / "decoding_cpu.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "change", [{"shapes_equal": False}, {"p99.9": 2.5}, {"mean": 0.6}, {"largest_difference": 0.1}]
+)
+def test_decoding_is_dropped_when_any_condition_fails(change):
+    from benchmarks.decoding_agreement import verdict
+
+    pixels = {"shapes_equal": True, "mean": 0.1, "p99.9": 1.0, "max": 3.0}
+    metrics = {"largest_difference": 0.05}
+    assert verdict(pixels, metrics)
+    for part in (pixels, metrics):
+        part.update({key: value for key, value in change.items() if key in part})
+    assert not verdict(pixels, metrics)
+
+
+@pytest.mark.slow
+def test_the_paper_profile_groups_the_time_and_checks_the_weights_digest(capsys):
+    from benchmarks import profile_paper
+
+    profile_paper.main(["--images", "1", "--masks", "4", "--precision", "fp32", "--rows", "3"])
+    out = capsys.readouterr().out
+    assert "one batch of 1 images on cpu" in out and "networks' forward" in out
+    assert "same digests: True" in out
+
+
+@pytest.mark.slow
+def test_the_gpu_checks_run_every_step_at_the_toy_size(tmp_path):
+    from benchmarks import gpu_checks
+
+    assert gpu_checks.main(["--tiny", "--device", "cpu", "--out", str(tmp_path)]) == []
+    assert json.loads((tmp_path / "decoding_cpu.json").read_text())["keep"]
+    cases = {case["id"] for case in json.loads((tmp_path / "bench.json").read_text())["cases"]}
+    assert {"gpu-jpeg", "gpu-paper", "loading-slow-read", "loading-jpeg"} <= cases
+    assert "six pairs" in (tmp_path / "profile_paper.txt").read_text()

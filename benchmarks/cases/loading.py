@@ -16,7 +16,7 @@ import multiprocessing.forkserver
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,24 +99,33 @@ def stop_forkserver() -> None:
         server._stop()
 
 
-def write_voc_jpegs(root: Path, count: int, seed: int = 0) -> None:
-    """A VOC 2012 tree of ``count`` photo-like JPEGs of ``JPEG_SIZE`` (quality 90) with a centred
-    aeroplane box in each palette mask."""
+def write_voc_jpegs(
+    root: Path,
+    count: int,
+    seed: int = 0,
+    sizes: Sequence[tuple[int, int]] = (JPEG_SIZE,),
+    qualities: Sequence[int] = (90,),
+) -> None:
+    """A VOC 2012 tree of ``count`` photo-like JPEGs, the i-th of (width, height) ``sizes[i % len]``
+    and quality ``qualities[i % len]``, each palette mask holding one box of aeroplane, bicycle, bird
+    or boat (the paper's subset) at a random place."""
     voc = root / "VOCdevkit" / "VOC2012"
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / folder).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    width, height = JPEG_SIZE
-    labels = np.zeros((height, width), np.uint8)
-    labels[height // 4 : -height // 4, width // 4 : -width // 4] = 1
-    mask = Image.fromarray(labels, mode="P")
-    mask.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
+    palette = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128]
     ids = [f"2008_{index:06d}" for index in range(count)]
-    for item_id in ids:
-        coarse = Image.fromarray(rng.integers(0, 256, (height // 25, width // 25, 3), dtype=np.uint8))
-        smooth = np.asarray(coarse.resize(JPEG_SIZE, Image.Resampling.BILINEAR), dtype=np.int16)
+    for index, item_id in enumerate(ids):
+        width, height = sizes[index % len(sizes)]
+        coarse = Image.fromarray(rng.integers(0, 256, (max(2, height // 25), max(2, width // 25), 3), dtype=np.uint8))
+        smooth = np.asarray(coarse.resize((width, height), Image.Resampling.BILINEAR), dtype=np.int16)
         pixels = np.clip(smooth + rng.integers(-12, 13, smooth.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(voc / "JPEGImages" / f"{item_id}.jpg", quality=90)
+        Image.fromarray(pixels).save(voc / "JPEGImages" / f"{item_id}.jpg", quality=qualities[index % len(qualities)])
+        labels = np.zeros((height, width), np.uint8)
+        top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        labels[top : top + height // 3, left : left + width // 3] = rng.integers(1, 5)
+        mask = Image.fromarray(labels, mode="P")
+        mask.putpalette(palette + [0] * (768 - len(palette)))
         mask.save(voc / "SegmentationClass" / f"{item_id}.png")
     (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("".join(f"{i}\n" for i in ids))
 

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+from .pillow_resize import resize_like_pillow
 
 IMAGE_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,9 +45,8 @@ def decode_images(encoded: Sequence[Tensor], size: int = IMAGE_SIZE, device: str
     The preprocessing of ``preprocess_image`` for a batch: the JPEGs are decoded in one call of
     ``torchvision.io.decode_jpeg`` on ``device`` (nvJPEG on CUDA; on the CPU libjpeg-turbo, which
     gives Pillow's pixels), other formats by ``decode_image`` on the CPU. Each centre square is
-    resized bilinearly with antialiasing in float32 and rounded to 8 bits as Pillow does (images
-    of one shape in one call): the same arithmetic on every device, within 1/255 of Pillow's
-    pixels on the CPU.
+    resized by Pillow's bilinear arithmetic (``pillow_resize``, integer, images of one shape in one
+    call), so on the CPU the images equal ``preprocess_image``'s; on CUDA only the decoder differs.
 
     Args:
         encoded: the files' bytes, each a 1-D uint8 tensor on the CPU.
@@ -73,11 +73,8 @@ def decode_images(encoded: Sequence[Tensor], size: int = IMAGE_SIZE, device: str
     by_side: dict[int, list[int]] = {}
     for i, square in enumerate(squares):
         by_side.setdefault(square.shape[1], []).append(i)
-    for side, members in by_side.items():
-        batch = torch.stack([squares[i] for i in members]).float()
-        if side != size:
-            batch = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x[members] = batch.round_().clamp_(0, 255)
+    for members in by_side.values():
+        x[members] = resize_like_pillow(torch.stack([squares[i] for i in members]), (size, size)).float()
     return TF.normalize(x.div_(255), IMAGENET_MEAN, IMAGENET_STD)
 
 
