@@ -51,13 +51,10 @@ def pillow_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.nda
         count = min(int(center + support + 0.5), in_size) - first
         w = [max(0.0, 1.0 - abs((x + first - center + 0.5) * inverse)) for x in range(count)]
         total = 0.0
-        for value in w:
+        for value in w:  # in order, as C adds them (Python 3.12's sum() compensates)
             total += value
-        for x, value in enumerate(w):
-            value = value / total if total != 0.0 else value
-            weight[out, x] = int(-0.5 + value * (1 << PRECISION_BITS)) if value < 0 else int(
-                0.5 + value * (1 << PRECISION_BITS)
-            )
+        for x, value in enumerate(w):  # bilinear weights are never negative: Pillow rounds half up
+            weight[out, x] = int(0.5 + (value / total if total != 0.0 else value) * (1 << PRECISION_BITS))
         index[out, :count] = np.arange(first, first + count)
         index[out, count:] = first
     return index, weight
