@@ -283,3 +283,17 @@ def test_the_gpu_checks_run_every_step_at_the_toy_size(tmp_path):
     cases = {case["id"] for case in json.loads((tmp_path / "bench.json").read_text())["cases"]}
     assert {"gpu-jpeg", "gpu-paper", "loading-slow-read", "loading-jpeg"} <= cases
     assert "six pairs" in (tmp_path / "profile_paper.txt").read_text()
+
+
+def test_the_rescaling_study_keeps_the_function_and_grad_cam_and_moves_lafam(tmp_path):
+    from benchmarks import cnn_rescaling
+
+    result = cnn_rescaling.main(["--selection-n", "8", "--report-n", "8", "--spreads", "100", "--out", str(tmp_path)])
+    assert set(result["scales"]) == {"towards the object, 100", "towards the background, 100"} | {
+        f"random seed {seed}, 100" for seed in (0, 1, 2)
+    }
+    assert all(0.01 - 1e-6 <= min(s) and max(s) <= 100 + 1e-4 for s in result["scales"].values())
+    assert all(check["largest_relative_logit_change"] < 1e-5 for check in result["function"].values())
+    assert max(result["map_change"]["gradcam"].values()) < 1e-5
+    assert result["map_change"]["lafam"]["towards the background, 100"] > 0.1
+    assert "## LaFAM" in (tmp_path / "cnn_rescaling.md").read_text()
