@@ -18,7 +18,8 @@ On the shipped ``shapes-supervised`` classifier, with ``models.cnn_edits.layer4_
    (per-image scores rounded to 1e-4 points first, so that float rounding is no difference).
 
 Writes ``cnn_rescaling.md`` and ``.json`` (the command, the weights' sha256, the scales, every
-number) to ``--out``.
+number) and ``cnn_rescaling.png`` (the first 4 report images: LaFAM and Grad-CAM before and after
+the edits of the largest spread) to ``--out``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from benchmarks.report import write_record  # noqa: E402
 from lafam_utils.explainers import upsample_maps  # noqa: E402
 from lafam_utils.hooks import layer_output  # noqa: E402
 from lafam_utils.models.cnn_edits import layer4_channel_scale_edit  # noqa: E402
+from lafam_utils.report.figures import saliency_grid, save_png  # noqa: E402
 from lafam_utils.report.summary import paired_wilcoxon  # noqa: E402
 from lafam_utils.shapes.shipped import read_manifest  # noqa: E402
 
@@ -96,6 +98,18 @@ def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(x[s : s + BATCH]) for s in range(0, len(x), BATCH)])
 
 
+def figure(x: torch.Tensor, masks: torch.Tensor, columns: dict[str, torch.Tensor], path: Path) -> None:
+    """The images with their maps before and after the edits, one row per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = saliency_grid(x, columns, masks)
+    save_png(fig, path, dpi=80)
+    plt.close(fig)
+
+
 def markdown(result: dict[str, Any]) -> str:
     metrics = list(lu.metrics.METRIC_NAMES)
     lines = [
@@ -150,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     original_logits, original_maps = logits(model, x), explain(model, x)
     original = {m: scores(maps, masks) for m, maps in original_maps.items()}
     function, means, p, change = {}, {m: {"original": original[m].mean().to_dict()} for m in METHODS}, {}, {}
+    shown = 4
+    columns = {"LaFAM": original_maps["lafam"][:shown], "Grad-CAM": original_maps["gradcam"][:shown]}
     for name, factors in scales.items():
         edited = layer4_channel_scale_edit(model, factors)
         changed = logits(edited, x)
@@ -163,6 +179,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             table = scores(maps, masks)
             means[method][name] = table.mean().to_dict()
             p.setdefault(method, {})[name] = {m: paired_wilcoxon(table[m], original[method][m]) for m in table}
+            if name.startswith("towards") and name.endswith(f", {max(args.spreads):g}") and method != "eigencam":
+                columns[f"{METHODS[method]},\n{name}"] = maps[:shown]
+    order = sorted(columns, key=lambda title: (not title.startswith("LaFAM"), title.count(",")))
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure(x[:shown], masks[:shown], {title: columns[title] for title in order}, args.out / "cnn_rescaling.png")
     result = {
         "command": " ".join(["python benchmarks/cnn_rescaling.py", *(argv if argv is not None else sys.argv[1:])]),
         "seconds": time.perf_counter() - start,

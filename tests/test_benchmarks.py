@@ -297,3 +297,4 @@ def test_the_rescaling_study_keeps_the_function_and_grad_cam_and_moves_lafam(tmp
     assert max(result["map_change"]["gradcam"].values()) < 1e-5
     assert result["map_change"]["lafam"]["towards the background, 100"] > 0.1
     assert "## LaFAM" in (tmp_path / "cnn_rescaling.md").read_text()
+    assert (tmp_path / "cnn_rescaling.png").stat().st_size > 0

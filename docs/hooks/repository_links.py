@@ -2,7 +2,8 @@
 
 The guides link to the front page (``../README.md``), to the committed figures and to source files
 outside ``docs/``. In the site the front page is the home page (``index.md``, generated from the
-repository's ``README.md``), the figures are copied under ``figures/``, and a link to any other
+repository's ``README.md``), the figures (``figures/`` and the benchmark figures in
+``benchmarks/results/``) are copied to the same paths, and a link to any other
 repository file points to ``repo_url`` when ``mkdocs.yml`` sets one (else its text stays, unlinked).
 """
 
@@ -21,14 +22,15 @@ CODE_SPAN = r"(?P<ticks>`+).+?(?P=ticks)"
 LINK_OR_CODE = re.compile(f"{LINK}|{CODE_SPAN}", re.S)
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
 FIGURE_TYPES = ("png", "svg", "jpg")
+FIGURE_FOLDERS = ("figures", "benchmarks/results")
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
-    """Add the front page as ``index.md`` and the committed figures under ``figures/``."""
+    """Add the front page as ``index.md`` and the committed figures under their repository paths."""
     root = Path(config.config_file_path).resolve().parent
     files.append(File.generated(config, "index.md", abs_src_path=str(root / "README.md")))
     for suffix in FIGURE_TYPES:
-        for figure in sorted((root / "figures").rglob(f"*.{suffix}")):
+        for figure in sorted(path for folder in FIGURE_FOLDERS for path in (root / folder).rglob(f"*.{suffix}")):
             files.append(File.generated(config, figure.relative_to(root).as_posix(), abs_src_path=str(figure)))
     return files
 

@@ -187,14 +187,33 @@ def channel_grid(activations: Tensor, n_channels: int = 16, n_cols: int = 8, cel
     return fig
 
 
+def save_png(fig: Figure, path: str | Path, dpi: int = 100, png_colors: int | None = 256) -> Path:
+    """Write ``fig`` to the PNG ``path``, reduced to an adaptive palette of ``png_colors`` colours
+    (None keeps full RGB): a figure of noisy images shrinks about three times and looks the same.
+
+    Raises:
+        ValueError: ``png_colors`` is not None or in [2, 256].
+    """
+    if png_colors is not None and not 2 <= png_colors <= 256:
+        raise ValueError(f"png_colors must lie in [2, 256] or be None, got {png_colors}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format="png", dpi=dpi, bbox_inches="tight")
+    image = Image.open(rendered).convert("RGB")
+    if png_colors is not None:
+        image = image.quantize(png_colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image.save(path, optimize=True)
+    return path
+
+
 def save_figure(
     fig: Figure, name: str, folder: str | Path, dpi: int = 100, png_colors: int | None = 256
 ) -> tuple[Path, Path]:
-    """Write ``folder/name.png`` and ``folder/name.pdf`` (no timestamps) and return both paths.
+    """Write ``folder/name.png`` (``save_png``) and ``folder/name.pdf`` (no timestamps) and return both paths.
 
-    The PDF is the print version (images embedded at their own resolution, text as vectors). The
-    PNG, for screens and the README, is reduced to an adaptive palette of ``png_colors`` colours
-    (None keeps full RGB): a figure of noisy images shrinks about three times and looks the same.
+    The PDF is the print version (images embedded at their own resolution, text as vectors); the
+    PNG is for screens and the README.
 
     Returns:
         The PNG's and the PDF's paths.
@@ -204,17 +223,9 @@ def save_figure(
     """
     if not _FIGURE_NAME.match(name) or name.endswith((".png", ".pdf")):
         raise ValueError(f"figure name {name!r} must be a plain file stem such as 'fig1_qualitative'")
-    if png_colors is not None and not 2 <= png_colors <= 256:
-        raise ValueError(f"png_colors must lie in [2, 256] or be None, got {png_colors}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
-    rendered = io.BytesIO()
-    fig.savefig(rendered, format="png", dpi=dpi, bbox_inches="tight")
-    image = Image.open(rendered).convert("RGB")
-    if png_colors is not None:
-        image = image.quantize(png_colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    image.save(png, optimize=True)
+    png = save_png(fig, folder / f"{name}.png", dpi, png_colors)
+    pdf = folder / f"{name}.pdf"
     fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None, "Creator": None, "Producer": None})
     return png, pdf
 
@@ -225,6 +236,7 @@ __all__ = [
     "overlay",
     "saliency_grid",
     "save_figure",
+    "save_png",
     "show_image",
     "show_map",
 ]
