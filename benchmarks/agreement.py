@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
-from benchmarks.report import write_record  # noqa: E402
+from benchmarks.report import command_line, write_record  # noqa: E402
 from lafam_utils.explainers.shared_forward import explain_together  # noqa: E402
 from lafam_utils.metrics import METRIC_NAMES  # noqa: E402
 from lafam_utils.paper import PAPER_PAIRS  # noqa: E402
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     clock = time.perf_counter()
     result: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/agreement.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(__file__, argv),
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "device": "cpu",
         "native_bf16": lu.precision.native_bf16("cpu"),

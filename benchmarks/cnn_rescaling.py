@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
-from benchmarks.report import write_record  # noqa: E402
+from benchmarks.report import command_line, write_record  # noqa: E402
 from lafam_utils.explainers import upsample_maps  # noqa: E402
 from lafam_utils.hooks import layer_output  # noqa: E402
 from lafam_utils.models.cnn_edits import layer4_channel_scale_edit  # noqa: E402
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     figure(x[:shown], masks[:shown], {title: columns[title] for title in order}, args.out / "cnn_rescaling.png")
     result = {
-        "command": " ".join(["python benchmarks/cnn_rescaling.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(__file__, argv),
         "seconds": time.perf_counter() - start,
         "threads": torch.get_num_threads(),
         "weights_sha256": read_manifest()[MODEL]["sha256"],  # load_model checks the file against it

@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
 from benchmarks.cases.loading import write_voc_jpegs  # noqa: E402
-from benchmarks.report import write_record  # noqa: E402
+from benchmarks.report import command_line, write_record  # noqa: E402
 from lafam_utils import filters  # noqa: E402
 from lafam_utils.datasets import VOC2012  # noqa: E402
-from lafam_utils.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, decode_images  # noqa: E402
+from lafam_utils.datasets.transforms import decode_images, denormalize  # noqa: E402
 from lafam_utils.models.downloads import DownloadError  # noqa: E402
 
 VOC_SIZES = ((500, 375), (375, 500), (500, 333), (333, 500), (500, 334), (500, 500), (486, 500), (500, 281))
@@ -53,9 +53,7 @@ METHODS = ("lafam", "gradcam")
 
 def to_levels(x: torch.Tensor) -> torch.Tensor:
     """Normalised images -> their 8-bit pixel values (0-255, integers in float)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=x.device)[:, None, None]
-    return ((x * std + mean) * 255).round_()
+    return (denormalize(x) * 255).round_()
 
 
 def pixel_agreement(dataset: VOC2012, device: str, batch: int) -> dict[str, Any]:
@@ -176,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metrics = metric_means(dataset, models, args.device, args.batch)
     device = torch.device(args.device)
     result = {
-        "command": " ".join(["python benchmarks/decoding_agreement.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(__file__, argv),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU",
         "torch": torch.__version__,
         "torchvision": __import__("torchvision").__version__,

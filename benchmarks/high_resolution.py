@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
+from benchmarks.report import command_line  # noqa: E402
 from lafam_utils.explainers import method_title  # noqa: E402
 from lafam_utils.report.summary import to_markdown  # noqa: E402
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> str:
     composite, selection = select_composite(args.n_select, args.results / "select")
     print(f"chosen composite: {composite}", flush=True)
     results = report(args.n_report, composite, args.results / "report")
-    command = " ".join(["python", "benchmarks/high_resolution.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line(__file__, argv)
     mass = selection.groupby(["model", "method"], sort=False)["Relevance Mass Accuracy"].mean() * 100
     parts = [
         f"Command: `{command}` ({started:%Y-%m-%d %H:%M} UTC, torch threads {torch.get_num_threads()})",

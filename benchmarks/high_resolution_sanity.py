@@ -48,6 +48,7 @@ from benchmarks.high_resolution import (  # noqa: E402
     time_table,
     title,
 )
+from benchmarks.report import command_line  # noqa: E402
 from benchmarks.timing import machine  # noqa: E402
 from lafam_utils.metrics import MODEL_METRIC_COLUMNS, MODEL_METRICS  # noqa: E402
 from lafam_utils.report.summary import metric_label  # noqa: E402
@@ -164,8 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     results = evaluate(args.n, args.results)
     seconds = time.perf_counter() - clock
-    arguments = argv if argv is not None else sys.argv[1:]
-    command = " ".join(["python", "benchmarks/high_resolution_sanity.py", *arguments])
+    command = command_line(__file__, argv)
     summary = lu.summarize(results)
     run = json.loads((Path(results.attrs["run_dir"]) / "run.json").read_text())
     errors = results.loc[results["error"] != "", ["model", "method", "id", "error"]]

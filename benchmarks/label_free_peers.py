@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
-from benchmarks.report import write_record  # noqa: E402
+from benchmarks.report import command_line, write_record  # noqa: E402
 from lafam_utils.explainers import method_title, minmax_normalize  # noqa: E402
 from lafam_utils.report.summary import to_markdown  # noqa: E402
 
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where the .md and .json go")
     args = parser.parse_args(argv)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    command = " ".join(["python", "benchmarks/label_free_peers.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line(__file__, argv)
     held_out, demo = images(args.n, HELD_OUT_SEED), images(DEMO_IMAGES, DEMO_SEED)
     result: dict[str, Any] = {"command": command, "started": f"{started:%Y-%m-%d %H:%M}", "n": args.n,
                               "threads": torch.get_num_threads(), "starts": args.starts, "repeats": args.repeats,

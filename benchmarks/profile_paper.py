@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
 from benchmarks.cases.shared import paper_models, synthetic_items  # noqa: E402
+from benchmarks.report import command_line  # noqa: E402
 from lafam_utils.evaluation import run_store  # noqa: E402
 from lafam_utils.paper import PAPER_PAIRS  # noqa: E402
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     threaded = [run_store.weights_fingerprint(model) for model in models.values()]
     end = time.perf_counter()
     megabytes = sum(v.numel() * v.element_size() for m in models.values() for v in m.state_dict().values()) / 1e6
-    print(f"command: python benchmarks/profile_paper.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"command: {command_line(__file__, argv)}")
     print(f"one batch of {args.images} images on {args.device}, six pairs, RELAX {args.masks} masks, "
           f"{args.precision}, {torch.get_num_threads()} thread(s): {seconds:.2f} s wall, {total:.2f} s in operators")
     print_groups(grouped(events, lambda event: event.self_cpu_time_total / 1e6), seconds)

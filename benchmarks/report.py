@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """How a benchmark script was called: ``python benchmarks/<script's name>`` and ``argv`` (None: the process's)."""
+    return " ".join(["python", f"benchmarks/{Path(script).name}", *(argv if argv is not None else sys.argv[1:])])
 
 
 def write_record(folder: Path, stem: str, result: dict[str, Any], text: str) -> str:

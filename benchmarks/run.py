@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clock = time.perf_counter()
     load_before = os.getloadavg()
     result: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": report.command_line(__file__, argv),
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": timing.machine(settings.device),
         "settings": {"device": settings.device, "large": settings.large, "tiny": settings.tiny,

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
-from benchmarks.report import write_record  # noqa: E402
+from benchmarks.report import command_line, write_record  # noqa: E402
 from lafam_utils.metrics import faithfulness, randomisation  # noqa: E402
 from lafam_utils.metrics.quantus_reference import quantus_call, smooth_mprt_draws, smooth_mprt_patched  # noqa: E402
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     found = randomisation_agreement(model, x, y, args.samples)
     found.update(faithfulness_agreement(model, x, y, inputs(args.images, 192)))
     result = {
-        "command": " ".join(["python benchmarks/sanity_agreement.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(__file__, argv),
         "images": args.images,
         "threads": torch.get_num_threads(),
         "seconds": time.perf_counter() - start,

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import lafam_utils as lu  # noqa: E402
-from benchmarks.report import write_record  # noqa: E402
+from benchmarks.report import command_line, write_record  # noqa: E402
 from lafam_utils.explainers import CLSAttention, LaFAM, LaFAMCentredNorm, LaFAMMagnitude, has_class_logits  # noqa: E402
 from lafam_utils.explainers.default_layers import SELECTED_BLOCK, block_names, mlp_activation  # noqa: E402
 from lafam_utils.models.vit_edits import mean_direction_edit  # noqa: E402
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    command = " ".join(["python", "benchmarks/shapes_vit.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line(__file__, argv)
     stages: dict[str, float] = {}
 
     models, records = {}, []
