@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 
 PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point fraction for 8-bit images
+RESIZE = f"Pillow {PIL.__version__} bilinear"
+"""Whose arithmetic ``resize_like_pillow`` follows (the run identity of device decoding records it)."""
 VERTICAL_FIRST = int(PIL.__version__.split(".")[0]) >= 13
 """Whether the installed Pillow may start with the vertical pass (Pillow >= 13)."""
 

@@ -150,8 +150,9 @@ def evaluate(
     (``encoded_item``: VOC2012, ImageNetS) in batches on ``device`` with torchvision (nvJPEG on
     CUDA); ``"dataset"`` (default) takes the dataset's items (Pillow); ``"auto"`` is ``"device"`` on
     CUDA where the dataset offers it (not the default until nvJPEG's agreement with Pillow is measured
-    on a GPU: docs/performance.md). Device decoding enters the identity (``"device-cuda"``,
-    ``"device-cpu"``); the table is the same for any ``num_workers``, which does not.
+    on a GPU: docs/performance.md). Device decoding enters the identity (``"device-cuda"`` or
+    ``"device-cpu"``, with the Pillow version whose resize it follows); the table is the same for
+    any ``num_workers``, which does not.
 
     ``metrics`` may also name the metrics that query the model (``lu.metrics.MODEL_METRICS``):
     the randomisation checks "MPRT", "eMPRT", "sMPRT" and the faithfulness metrics "ROAD",

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..datasets.pillow_resize import RESIZE
 from ..paper import Pair
 from . import run_store
 from .runner import MapFn, Runner
@@ -35,14 +36,15 @@ def run_settings(
         arguments: ``evaluate``'s arguments by name, as given.
         precision: the precision as resolved on the device (what ran, also for ``"auto"``).
         dataset_name: the ``dataset`` column as resolved.
-        decode: the decoding as resolved; ``"device"`` enters as ``"device-<device type>"``, the
-            dataset's own decoding not at all.
+        decode: the decoding as resolved; ``"device"`` enters as ``"device-<device type>, resized as
+            Pillow <version> bilinear"`` (the resize follows the installed Pillow), the dataset's own
+            decoding not at all.
         device: where the models run.
     """
     settings = {name: run_store.plain(value) for name, value in arguments.items() if name not in NOT_SETTINGS}
     settings.update(precision=precision, dataset_name=dataset_name)
     if decode == "device":
-        settings["decode"] = f"device-{device.type}"
+        settings["decode"] = f"device-{device.type}, resized as {RESIZE}"
     return settings
 
 

@@ -16,6 +16,7 @@ from voc_files import photo_image, rgb_image, write_voc
 
 import lafam_utils as lu
 from lafam_utils.datasets import VOC2012
+from lafam_utils.datasets.pillow_resize import RESIZE
 from lafam_utils.datasets.transforms import decode_images, preprocess_image
 
 
@@ -89,7 +90,8 @@ def test_device_decoding_on_the_cpu_gives_the_pillow_paths_table(tmp_path):
     torch_table = lu.evaluate(voc, results_dir=tmp_path / "runs", decode="device", **options)
     settings = [json.loads((Path(t.attrs["run_dir"]) / "run.json").read_text())["identity"]["settings"]
                 for t in (pillow_table, torch_table)]
-    assert "decode" not in settings[0] and settings[1]["decode"] == "device-cpu"  # the dataset's decoding adds nothing
+    assert "decode" not in settings[0]  # the dataset's decoding adds nothing
+    assert settings[1]["decode"] == f"device-cpu, resized as {RESIZE}"
     columns = ["id", "model", "method", "prediction"]
     pd.testing.assert_frame_equal(pillow_table[columns], torch_table[columns])
     failed = torch_table["error"] != ""
